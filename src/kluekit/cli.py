@@ -1,0 +1,105 @@
+"""The ``kluekit`` command: parses options, then calls a plain function in ``runner``.
+
+    kluekit train sts --train train.csv --dev dev.csv --model klue/roberta-small
+    kluekit evaluate sts --model runs/sts-... --input dev.csv
+    kluekit predict sts --model runs/sts-... --input test.csv --output output.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import EvaluateConfig, PredictConfig, TrainConfig, add_options, build, load_config_file, split_options
+from .errors import KluekitError
+from .tasks import TASKS
+
+VERBS = {
+    "train": (TrainConfig, "fine-tune a pretrained model on a training file and write a run directory"),
+    "evaluate": (EvaluateConfig, "score a run on a labelled file: official metrics, plots, per-group tables"),
+    "predict": (PredictConfig, "write a submission file for an input file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kluekit", description="Korean NLU (KLUE) training, evaluation and prediction.")
+    parser.add_argument("--version", action="version", version=f"kluekit {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, (config_cls, help_text) in VERBS.items():
+        verb_parser = verbs.add_parser(verb, help=help_text, description=help_text)
+        tasks = verb_parser.add_subparsers(dest="task", metavar="TASK", required=True)
+        for name, task_cls in TASKS.items():
+            task_parser = tasks.add_parser(name, help=(task_cls.__doc__ or "").strip().splitlines()[0],
+                                           description=f"kluekit {verb} {name}: {help_text}")
+            task_parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
+            add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])})
+            if verb == "train":
+                add_options(task_parser, task_cls.Options, f"{name} options")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> object:
+    """Parse ``argv`` and run the verb; raises KluekitError for bad input."""
+    from . import runner
+
+    args = vars(build_parser().parse_args(argv))
+    verb, task_cls = args.pop("verb"), TASKS[args.pop("task")]
+    config_file = args.pop("config", None)
+    values = {**(load_config_file(config_file) if config_file else {}), **args}
+    config_cls = VERBS[verb][0]
+    if verb == "train":
+        run_values, task_values = split_options(values, config_cls, task_cls.Options)
+        unknown = set(values) - set(run_values) - set(task_values)
+        if unknown:
+            raise KluekitError(f"--config: unknown option(s) {', '.join(sorted(unknown))}")
+        task = task_cls(build(task_cls.Options, task_values))
+        cfg = build(config_cls, run_values)
+        check_format(task_cls, cfg.format)
+        result = runner.train(task, cfg)
+        print_train_result(result, task)
+        return result
+    cfg = build(config_cls, values)
+    check_format(task_cls, cfg.format)
+    if verb == "predict":
+        return runner.predict(cfg)
+    result = runner.evaluate(cfg)
+    print("\n".join(f"{k}: {v:.2f}" for k, v in result["metrics"].items()))
+    if result["report"]:
+        print("\n".join(result["report"]))
+    print(f"report written to {result['output_dir']}")
+    return result
+
+
+def check_format(task_cls, fmt: str) -> None:
+    formats = getattr(task_cls, "formats", ("auto",))
+    if fmt not in formats:
+        raise KluekitError(f"--format: {fmt!r} is not one of {', '.join(formats)}")
+
+
+def print_train_result(result: dict, task) -> None:
+    best = result.get("best")
+    if best:
+        print(f"best dev (step {result['best_step']}): " + " ".join(f"{k}={v:.2f}" for k, v in best.items()))
+    print(f"trained {result['steps']} steps in {result['train_seconds']:.1f}s "
+          f"({result['train_examples_per_s']:.1f} examples/s); run directory: {result['run_dir']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("KLUEKIT_LOG", "INFO"), format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        run(argv)
+    except KluekitError as error:
+        print(f"kluekit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kluekit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

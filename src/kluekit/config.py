@@ -1,0 +1,141 @@
+"""Run options as dataclasses: declared once with help text and allowed values, reused by every verb.
+
+``add_options`` turns a dataclass into argparse options (``--learning-rate``); ``check_options``
+validates values at parse time so that a bad option is named with the values it allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import KluekitError
+
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+SCHEDULERS = ["linear", "cosine", "constant"]
+
+
+def opt(default, help: str, choices=None, required=False, minimum=None):
+    """A dataclass field carrying its CLI help, allowed values and lower bound."""
+    return field(default=default, metadata=dict(help=help, choices=choices, required=required, minimum=minimum))
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``kluekit train`` shared by every task."""
+
+    train: str = opt(None, "training file (CSV/TSV/JSON; format detected from the file)", required=True)
+    dev: str | None = opt(None, "dev file, evaluated every epoch (or --eval-steps) to keep the best checkpoint")
+    model: str = opt("klue/roberta-small", "pretrained model: a Hugging Face id or a local directory")
+    output_dir: str | None = opt(None, "run directory to write (default: runs/<task>-<date>-<time>)")
+    format: str = opt("auto", "input file format (default: detected from the file)")
+    epochs: float = opt(4.0, "number of training epochs", minimum=0)
+    max_steps: int = opt(0, "stop after this many optimizer steps (0: run all epochs)", minimum=0)
+    batch_size: int = opt(32, "training batch size per device", minimum=1)
+    eval_batch_size: int = opt(128, "batch size for evaluation and prediction", minimum=1)
+    learning_rate: float = opt(5e-5, "peak learning rate of AdamW", minimum=0)
+    warmup: float = opt(0.1, "warmup: a ratio of all steps if < 1, else a number of steps", minimum=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm)", minimum=0)
+    scheduler: str = opt("linear", "learning-rate schedule after warmup", choices=SCHEDULERS)
+    max_grad_norm: float = opt(1.0, "clip gradients to this norm (0: no clipping)", minimum=0)
+    max_length: int = opt(128, "maximum tokens per input (pairs are truncated longest-first)", minimum=8)
+    seed: int = opt(42, "random seed (same seed, same data, same machine: same result)")
+    shuffle: bool = opt(True, "shuffle training data each epoch")
+    group_by_length: bool = opt(True, "batch inputs of similar length together (less padding, faster)")
+    grad_accum: int = opt(1, "gradient accumulation steps", minimum=1)
+    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    eval_steps: int = opt(0, "evaluate (and checkpoint) every N optimizer steps; 0: every epoch", minimum=0)
+    resume: bool = opt(False, "continue a killed run from the last checkpoint in --output-dir")
+    overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
+    num_workers: int = opt(0, "DataLoader worker processes", minimum=0)
+
+
+@dataclass
+class PredictConfig:
+    """Options of ``kluekit predict``."""
+
+    model: str = opt(None, "run directory written by 'kluekit train'", required=True)
+    input: str = opt(None, "file to predict (labels not needed)", required=True)
+    output: str = opt(None, "submission file to write", required=True)
+    format: str = opt("auto", "input file format (default: detected from the file)")
+    sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column")
+    batch_size: int = opt(128, "prediction batch size", minimum=1)
+    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of ``kluekit evaluate``."""
+
+    model: str = opt(None, "run directory written by 'kluekit train'", required=True)
+    input: str = opt(None, "labelled file to score", required=True)
+    format: str = opt("auto", "input file format (default: detected from the file)")
+    output_dir: str | None = opt(None, "where to write the report (default: <model>/eval-<input name>)")
+    batch_size: int = opt(128, "prediction batch size", minimum=1)
+    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    worst: int = opt(30, "how many of the worst-predicted examples to list", minimum=0)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict | None = None) -> None:
+    """Add one option per dataclass field; help shows the default (``choices`` overrides allowed values)."""
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        if choices and f.name in choices:
+            meta["choices"] = list(choices[f.name])
+        suffix = " (required)" if meta.get("required") else "" if "default" in meta["help"] or f.default is None \
+            else f" (default: {f.default})"
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=meta["help"] + suffix)
+        if f.type in (bool, "bool"):
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        if meta.get("choices"):
+            kwargs.update(choices=meta["choices"], metavar="{" + ",".join(meta["choices"]) + "}")
+        group.add_argument(flag(f.name), type=kind, **kwargs)
+
+
+def build(cls, values: dict):
+    """Make ``cls`` from parsed values, checking required options, choices and bounds."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise KluekitError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    for name, f in names.items():
+        meta = f.metadata
+        value = values.get(name, f.default)
+        if meta.get("required") and value is None:
+            raise KluekitError(f"{flag(name)} is required: {meta['help']}")
+        if meta.get("choices") and value not in meta["choices"]:
+            raise KluekitError(f"{flag(name)}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
+            raise KluekitError(f"{flag(name)}: {value} must be >= {meta['minimum']}")
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def load_config_file(path: str) -> dict:
+    """Options from a YAML or JSON file (keys as field names, dashes or underscores)."""
+    p = Path(path)
+    if not p.is_file():
+        raise KluekitError(f"--config: no such file {path}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text("utf-8"))
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise KluekitError(f"--config: cannot parse {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise KluekitError(f"--config: {path} must hold a mapping of option names to values")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def split_options(values: dict, *classes) -> list[dict]:
+    """Split one flat dict of options between dataclasses by field name."""
+    return [{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(c)}} for c in classes]

@@ -1,0 +1,1 @@
+"""Readers per file format, with schema checks that fail as ``file:row: column: problem``."""

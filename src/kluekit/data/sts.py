@@ -1,0 +1,86 @@
+"""Readers for sentence-pair similarity (STS) files, in every format our users have.
+
+Formats (detected from the file, or named with ``--format``):
+
+- ``klue-json``: the official KLUE JSON (guid, source, sentence1, sentence2, labels{real-label, ...});
+- ``csv``: ``sentence1,sentence2,label`` (label optional for test files);
+- ``competition``: ``id,source,sentence_1,sentence_2,label,binary-label`` (test: no label columns);
+- ``korsts``: KorSTS TSV ``genre,filename,year,id,score,sentence1,sentence2`` (bare quotes in text).
+
+All give one DataFrame with columns ``id, source, sentence1, sentence2, label`` (label NaN when absent)
+and ``_row`` for error messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .tables import ROW, check_not_empty, check_unique, parse_numbers, read_table, rename_aliases, require_columns
+
+FORMATS = ("auto", "klue-json", "csv", "competition", "korsts")
+COLUMNS = ["id", "source", "sentence1", "sentence2", "label"]
+ALIASES = {
+    "id": ("id", "guid"),
+    "sentence1": ("sentence1", "sentence_1"),
+    "sentence2": ("sentence2", "sentence_2"),
+    "label": ("labels.real-label", "real-label", "label", "score", "labels.label"),
+    "source": ("source",),
+}
+
+
+def detect_format(frame: pd.DataFrame) -> str:
+    """Name the STS format of a freshly read table from its kind and columns."""
+    columns = set(frame.columns)
+    if frame.attrs.get("kind") == "json":
+        return "klue-json"
+    if {"genre", "filename", "year", "score"} <= columns:
+        return "korsts"
+    if "sentence_1" in columns:
+        return "competition"
+    return "csv"
+
+
+def read_sts(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFrame:
+    """Read an STS file into the canonical table, checking it row by row.
+
+    Raises DataError naming file, row, column and problem for: a missing column, an empty
+    sentence, a label that is not a number or lies outside 0-5, a duplicate id.
+    """
+    if fmt not in FORMATS:
+        raise DataError(path, 0, "--format", f"unknown STS format {fmt!r} (choose from {', '.join(FORMATS)})")
+    kind = {"klue-json": "json", "csv": "csv", "competition": "csv", "korsts": "tsv"}.get(fmt, "auto")
+    frame = read_table(path, kind)
+    fmt = detect_format(frame) if fmt == "auto" else fmt
+    if fmt == "korsts":
+        require_columns(frame, path, ["genre", "filename", "year", "id", "score", "sentence1", "sentence2"])
+        frame["id"] = frame["genre"] + "/" + frame["filename"] + "/" + frame["year"] + "/" + frame["id"]
+        frame = frame.rename(columns={"genre": "source"})
+    frame = rename_aliases(frame, ALIASES)
+    require_columns(frame, path, ["sentence1", "sentence2"])
+    if require_labels:
+        require_columns(frame, path, ["label"])
+    check_not_empty(frame, path, ["sentence1", "sentence2"])
+    if "label" in frame.columns:
+        frame["label"] = parse_numbers(frame, path, "label", 0.0, 5.0)
+    else:
+        frame["label"] = np.nan
+    has_ids = "id" in frame.columns
+    if has_ids:
+        check_not_empty(frame, path, ["id"])
+        check_unique(frame, path, "id")
+    else:
+        frame["id"] = np.arange(len(frame)).astype(str)
+    if "source" not in frame.columns:
+        frame["source"] = ""
+    out = frame[COLUMNS + [ROW]].reset_index(drop=True)
+    out.attrs.update(path=str(path), format=fmt, has_ids=has_ids)
+    return out
+
+
+def check_labeled(frame: pd.DataFrame) -> None:
+    """Fail if a table meant for training or evaluation has no labels."""
+    if frame["label"].isna().any():
+        row = int(frame.loc[frame["label"].isna(), ROW].iloc[0])
+        raise DataError(frame.attrs.get("path", "?"), row, "label", "missing label")

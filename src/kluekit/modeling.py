@@ -1,0 +1,65 @@
+"""Loading tokenizers and models: pretrained encoders with a task head, and finished run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+from .errors import KluekitError
+from .tasks import Task, get_task_class
+
+RUN_INFO = "kluekit.json"
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub id ("org/name" has exactly one slash)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
+
+
+def _model_class(task: Task):
+    return AutoModelForTokenClassification if task.head == "token" else AutoModelForSequenceClassification
+
+
+def load_pretrained(name: str, task: Task):
+    """Tokenizer and a model with a fresh ``task`` head; the task's special tokens are added."""
+    if _looks_local(name) and not Path(name).expanduser().is_dir():
+        raise KluekitError(f"--model: no such directory {name!r}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        added = tokenizer.add_special_tokens({"additional_special_tokens": list(task.special_tokens)}) \
+            if task.special_tokens else 0
+        kwargs = dict(num_labels=task.num_labels, pad_token_id=tokenizer.pad_token_id)
+        if task.head == "regression":
+            kwargs["problem_type"] = "regression"
+        else:
+            kwargs.update(id2label=dict(enumerate(task.labels)),
+                          label2id={label: i for i, label in enumerate(task.labels)})
+        model = _model_class(task).from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise KluekitError(f"--model: cannot load {name!r}: {first}") from None
+    if added:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+    return tokenizer, model
+
+
+def read_run_info(run_dir) -> dict:
+    """The run's ``kluekit.json`` (task, options, training config, data hashes, versions)."""
+    path = Path(run_dir) / RUN_INFO
+    if not path.is_file():
+        raise KluekitError(f"--model: {run_dir} is not a kluekit run directory (no {RUN_INFO}); "
+                           "train one with 'kluekit train'")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_run(run_dir, device: torch.device):
+    """Task, tokenizer and model (in eval mode, on ``device``) of a finished training run."""
+    info = read_run_info(run_dir)
+    task_class = get_task_class(info["task"])
+    task = task_class(task_class.Options(**info.get("task_options", {})), labels=info.get("labels"))
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    model = _model_class(task).from_pretrained(run_dir).to(device).eval()
+    return task, tokenizer, model, info

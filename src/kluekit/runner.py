@@ -1,0 +1,63 @@
+"""Plain functions behind the CLI verbs (tests call them directly): train, evaluate, predict."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import EvaluateConfig, PredictConfig, TrainConfig
+from .data.io import atomic_path
+from .errors import KluekitError
+from .inference import predict_logits, resolve_device, resolve_precision
+from .modeling import load_run
+from .rundir import write_json
+from .tasks import Task
+from .training import train as _train
+
+log = logging.getLogger("kluekit")
+
+
+def train(task: Task, cfg: TrainConfig) -> dict:
+    """Fine-tune a model for ``task``; see ``kluekit train --help``."""
+    return _train(task, cfg)
+
+
+def _run_predictions(cfg, require_labels: bool):
+    device = resolve_device()
+    precision = resolve_precision(cfg.precision, device)
+    task, tokenizer, model, info = load_run(cfg.model, device)
+    examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
+    features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
+    started = time.perf_counter()
+    logits = predict_logits(model, tokenizer, features, cfg.batch_size, device, precision)
+    seconds = time.perf_counter() - started
+    log.info("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
+             len(examples) / max(seconds, 1e-9), device, precision)
+    return task, examples, task.outputs(logits), seconds
+
+
+def predict(cfg: PredictConfig) -> Path:
+    """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
+    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
+        raise KluekitError("--output must not be the --input file")
+    task, examples, preds, _ = _run_predictions(cfg, require_labels=False)
+    task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
+    log.info("wrote %s (%d rows)", cfg.output, len(examples))
+    return Path(cfg.output)
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """Official metrics on a labelled file, plus the task's report files; returns the metrics."""
+    task, examples, preds, seconds = _run_predictions(cfg, require_labels=True)
+    metrics = task.metrics(preds, task.gold(examples))
+    out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = task.report(preds, examples, out_dir, cfg.worst)
+    with atomic_path(out_dir / "predictions.csv") as tmp:
+        examples.drop(columns=["_row"]).assign(pred=np.round(preds, 6) if preds.ndim == 1 else list(preds)).to_csv(tmp, index=False)
+    write_json(out_dir / "metrics.json", {"input": str(cfg.input), "rows": len(examples), "predict_seconds": round(seconds, 3),
+                                          **metrics})
+    return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}

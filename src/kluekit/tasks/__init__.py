@@ -1,0 +1,18 @@
+"""Task registry: one line per task."""
+
+from __future__ import annotations
+
+from ..errors import KluekitError
+from .base import Task
+from .sts import STSTask
+
+TASKS: dict[str, type[Task]] = {
+    STSTask.name: STSTask,
+}
+
+
+def get_task_class(name: str) -> type[Task]:
+    """The Task class registered under ``name``."""
+    if name not in TASKS:
+        raise KluekitError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return TASKS[name]

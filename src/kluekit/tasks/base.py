@@ -1,0 +1,86 @@
+"""The Task contract: everything generic code needs to know about one task.
+
+A task is one object; the runner, CLI and reports never branch on a task's name.
+Adding a task = one module defining a ``Task`` subclass + one line in ``tasks/__init__.py``.
+
+Example (what the runner does with any task)::
+
+    task = get_task("sts")
+    train = task.read("train.csv")                      # DataFrame, checked row by row
+    features = task.encode(train, tokenizer, 128)       # dict of lists, incl. "labels"
+    loss = task.loss(logits, labels)                    # scalar tensor
+    preds = task.outputs(logits)                        # numpy predictions
+    task.metrics(preds, train["label"])                 # {"pearson": ..., ...}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass
+class TaskOptions:
+    """Options of one task (subclasses add fields declared with ``config.opt``)."""
+
+
+class Task:
+    """Base class; subclasses set the class attributes and implement the methods."""
+
+    name: str = ""
+    head: str = "sequence"  # regression | sequence | token
+    primary_metric: str = ""
+    greater_is_better: bool = True
+    Options = TaskOptions
+    special_tokens: tuple[str, ...] = ()
+
+    def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
+        self.options = options or self.Options()
+        self.labels = list(labels) if labels is not None else self.default_labels()
+
+    def default_labels(self) -> list[str]:
+        """Ordered label names (empty for regression)."""
+        return []
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.head == "regression" else len(self.labels)
+
+    def read(self, path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFrame:
+        """Read and check a file into a DataFrame of examples (``_row`` kept for errors)."""
+        raise NotImplementedError
+
+    def augment(self, examples: pd.DataFrame) -> pd.DataFrame:
+        """Extra training examples made from the training set (default: none)."""
+        return examples
+
+    def encode(self, examples: pd.DataFrame, tokenizer, max_length: int) -> dict[str, list]:
+        """Tokenize in one batched call; add ``labels`` when the examples carry them."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of one batch."""
+        raise NotImplementedError
+
+    def outputs(self, logits: np.ndarray) -> np.ndarray:
+        """Predictions from raw logits (scores for regression, probabilities for classification)."""
+        raise NotImplementedError
+
+    def gold(self, examples: pd.DataFrame) -> np.ndarray:
+        """Gold values of labelled examples, in the form ``metrics`` takes."""
+        raise NotImplementedError
+
+    def metrics(self, preds: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+        """Official metrics (x100 where KLUE scales them)."""
+        raise NotImplementedError
+
+    def write_predictions(self, preds: np.ndarray, examples: pd.DataFrame, path, sample_submission=None) -> None:
+        """Write the submission file atomically."""
+        raise NotImplementedError
+
+    def report(self, preds: np.ndarray, examples: pd.DataFrame, out_dir, worst: int = 30) -> list[str]:
+        """Write analysis files (plots, tables) for a labelled set; return printable summary lines."""
+        return []

@@ -1,0 +1,85 @@
+"""Semantic textual similarity: a cross-encoder regressing a 0-5 score for a sentence pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..config import opt
+from ..data.io import atomic_path
+from ..data.sts import FORMATS, check_labeled, read_sts
+from ..data.submission import fill_sample_submission
+from ..metrics import sts_metrics
+from ..report import group_metrics_table, scatter_plot, worst_examples
+from .base import Task, TaskOptions
+
+LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
+
+
+@dataclass
+class STSOptions(TaskOptions):
+    loss: str = opt("mse", "regression loss", choices=list(LOSSES))
+    swap_augment: bool = opt(False, "also train on every pair with its sentences swapped")
+
+
+class STSTask(Task):
+    """KLUE-STS: Pearson x100 (primary) and F1 x100 at 3.0."""
+
+    name = "sts"
+    head = "regression"
+    primary_metric = "pearson"
+    Options = STSOptions
+    formats = FORMATS
+
+    def read(self, path, fmt="auto", require_labels=True):
+        frame = read_sts(path, fmt, require_labels)
+        if require_labels:
+            check_labeled(frame)
+        return frame
+
+    def augment(self, examples):
+        if not self.options.swap_augment:
+            return examples
+        swapped = examples.rename(columns={"sentence1": "sentence2", "sentence2": "sentence1"})
+        return pd.concat([examples, swapped[examples.columns]], ignore_index=True)
+
+    def encode(self, examples, tokenizer, max_length):
+        features = dict(tokenizer(examples["sentence1"].tolist(), examples["sentence2"].tolist(),
+                                  truncation=True, max_length=max_length))
+        if examples["label"].notna().all():
+            features["labels"] = examples["label"].astype(np.float32).tolist()
+        return features
+
+    def loss(self, logits, labels):
+        return LOSSES[self.options.loss](logits.squeeze(-1).float(), labels.float())
+
+    def outputs(self, logits):
+        return np.clip(np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0], 0.0, 5.0)
+
+    def gold(self, examples):
+        return examples["label"].to_numpy(dtype=np.float64)
+
+    def metrics(self, preds, gold):
+        return sts_metrics(preds, gold)
+
+    def write_predictions(self, preds, examples, path, sample_submission=None):
+        frame = pd.DataFrame({"id": examples["id"].to_numpy(), "target": np.round(preds, 6)})
+        if sample_submission:
+            frame = fill_sample_submission(sample_submission, frame, examples.attrs.get("has_ids", True))
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+
+    def report(self, preds, examples, out_dir, worst=30):
+        out_dir = Path(out_dir)
+        gold = self.gold(examples)
+        table = group_metrics_table(preds, gold, examples["source"], self.metrics, out_dir / "per_source.csv")
+        scatter_plot(preds, gold, examples["source"], out_dir / "scatter.png",
+                     title=f"STS: prediction vs gold ({Path(examples.attrs.get('path', '')).name})")
+        worst_examples(examples.assign(pred=preds, error=np.abs(preds - gold)), ["sentence1", "sentence2"],
+                       worst, out_dir / "worst.txt")
+        return table

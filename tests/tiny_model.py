@@ -1,0 +1,37 @@
+"""A tiny BERT built on the fly for tests: WordPiece trained on KLUE-STS text + a 2-layer encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+
+def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, seed: int = 0) -> Path:
+    """Train a WordPiece tokenizer on ``texts`` and save it with a random 2-layer BERT into ``out_dir``."""
+    import torch
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=256, pad_token_id=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(out_dir)
+    fast.save_pretrained(out_dir)
+    return out_dir
+
+
+def sts_texts(train_csv: Path) -> list[str]:
+    frame = pd.read_csv(train_csv)
+    return frame["sentence1"].tolist() + frame["sentence2"].tolist()
