@@ -87,9 +87,14 @@ def print_train_result(result: dict, task) -> None:
           f"({result['train_examples_per_s']:.1f} examples/s); run directory: {result['run_dir']}")
 
 
+def setup_logging() -> None:
+    """kluekit's own messages at INFO (or $KLUEKIT_LOG); the libraries' chatter only from WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("kluekit").setLevel(os.environ.get("KLUEKIT_LOG", "INFO"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("KLUEKIT_LOG", "INFO"), format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    setup_logging()
     try:
         run(argv)
     except KluekitError as error:

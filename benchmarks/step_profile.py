@@ -1,0 +1,73 @@
+"""Where does a training step's time go? Times fwd/bwd/optimizer variants of an STS cross-encoder on one GPU.
+
+    python benchmarks/step_profile.py --model PATH [--batch-size 32 --length 48 --steps 100]
+
+Prints ms per step for: fp32, bf16 autocast, and each again under torch.compile, with and without the
+optimizer step, so the per-step overhead of each part shows (a launch-bound small model shows it most).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+
+def timed(fn, steps: int) -> float:
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--length", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1).to(device)
+    print("attention:", model.config._attn_implementation)
+    batch = {"input_ids": torch.randint(5, 1000, (args.batch_size, args.length), device=device),
+             "attention_mask": torch.ones(args.batch_size, args.length, dtype=torch.long, device=device)}
+    labels = torch.rand(args.batch_size, device=device) * 5
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    variants = [("eager", model)]
+    if args.compile:
+        variants.append(("compiled", torch.compile(model, dynamic=True)))
+    for name, net in variants:
+        for precision in ("fp32", "bf16"):
+            def forward():
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    with torch.no_grad():
+                        net(**batch)
+
+            def backward(step=False, clip=False):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = net(**batch).logits
+                loss = torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels)
+                loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if step:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    model.zero_grad(set_to_none=True)
+
+            print(f"{name:9s} {precision}: forward {timed(forward, args.steps):6.2f} ms | fwd+bwd "
+                  f"{timed(backward, args.steps):6.2f} ms | +clip+AdamW "
+                  f"{timed(lambda: backward(True, True), args.steps):6.2f} ms  (batch {args.batch_size} x {args.length})")
+
+
+if __name__ == "__main__":
+    main()
