@@ -9,7 +9,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 
-def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, seed: int = 0) -> Path:
+def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, seed: int = 0, hidden: int = 64,
+                     layers: int = 2, dropout: float = 0.1) -> Path:
     """Train a WordPiece tokenizer on ``texts`` and save it with a random 2-layer BERT into ``out_dir``."""
     import torch
 
@@ -24,8 +25,9 @@ def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, se
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=256, pad_token_id=0)
+    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=2 * hidden, max_position_embeddings=256, pad_token_id=0,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     out_dir.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
