@@ -55,11 +55,19 @@ def read_run_info(run_dir) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def run_task(info: dict) -> Task:
+    """The task object a run was trained for, with its options and labels."""
+    task_class = get_task_class(info["task"])
+    return task_class(task_class.Options(**info.get("task_options", {})), labels=info.get("labels"))
+
+
 def load_run(run_dir, device: torch.device):
     """Task, tokenizer and model (in eval mode, on ``device``) of a finished training run."""
     info = read_run_info(run_dir)
-    task_class = get_task_class(info["task"])
-    task = task_class(task_class.Options(**info.get("task_options", {})), labels=info.get("labels"))
+    task = run_task(info)
+    if not (Path(run_dir) / "config.json").is_file():
+        raise KluekitError(f"--model: {run_dir} holds no saved model yet (was its training killed before "
+                           "the first evaluation? continue it with 'kluekit train ... --resume')")
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = _model_class(task).from_pretrained(run_dir).to(device).eval()
     return task, tokenizer, model, info

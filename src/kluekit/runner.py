@@ -12,7 +12,7 @@ from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import atomic_path
 from .errors import KluekitError
 from .inference import predict_logits, resolve_device, resolve_precision
-from .modeling import load_run
+from .modeling import load_run, read_run_info, run_task
 from .rundir import write_json
 from .tasks import Task
 from .training import train as _train
@@ -28,8 +28,8 @@ def train(task: Task, cfg: TrainConfig) -> dict:
 def _run_predictions(cfg, require_labels: bool):
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
-    task, tokenizer, model, info = load_run(cfg.model, device)
-    examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
+    examples = run_task(read_run_info(cfg.model)).read(cfg.input, cfg.format, require_labels=require_labels)
+    task, tokenizer, model, info = load_run(cfg.model, device)  # after the input is known to be good
     features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, features, cfg.batch_size, device, precision)
