@@ -16,7 +16,8 @@ BOM = b"\xef\xbb\xbf"
 def read_text(path: str | os.PathLike) -> str:
     """Return the file's text: UTF-8 (with or without BOM) or CP949, as Excel on Korean Windows saves.
 
-    Raises DataError for a missing, empty or undecodable file, naming the first bad line.
+    Raises DataError for a missing, empty (or whitespace-only) or undecodable file; for the last,
+    naming the line where the decoder that got further failed.
     """
     path = Path(path)
     if not path.is_file():
@@ -24,18 +25,20 @@ def read_text(path: str | os.PathLike) -> str:
     raw = path.read_bytes()
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
-    if not raw.strip():
-        raise DataError(path, 1, None, "file is empty")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as utf8_error:
         try:
-            return raw.decode("cp949")
-        except UnicodeDecodeError:
-            line = raw.count(b"\n", 0, utf8_error.start) + 1
-            bad = raw[utf8_error.start:utf8_error.start + 4].hex(" ")
+            text = raw.decode("cp949")
+        except UnicodeDecodeError as cp949_error:
+            start = max(utf8_error.start, cp949_error.start)
+            line = raw.count(b"\n", 0, start) + 1
+            bad = raw[start:start + 4].hex(" ")
             raise DataError(path, line, None,
                             f"bytes {bad} are neither UTF-8 nor CP949; save the file as UTF-8") from None
+    if not text.strip():
+        raise DataError(path, 1, None, "file is empty")
+    return text
 
 
 def file_sha256(path: str | os.PathLike) -> str:

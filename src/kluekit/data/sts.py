@@ -7,8 +7,9 @@ Formats (detected from the file, or named with ``--format``):
 - ``competition``: ``id,source,sentence_1,sentence_2,label,binary-label`` (test: no label columns);
 - ``korsts``: KorSTS TSV ``genre,filename,year,id,score,sentence1,sentence2`` (bare quotes in text).
 
-All give one DataFrame with columns ``id, source, sentence1, sentence2, label`` (label NaN when absent)
-and ``_row`` for error messages.
+All give one DataFrame with columns ``id, source, sentence1, sentence2, label`` (label NaN when absent,
+or when the cell is empty in a file read with ``require_labels=False``) and ``_row`` for error messages.
+Errors name columns as the file does (``sentence_1``, ``score``, ``labels.real-label``, ``guid``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .tables import ROW, check_not_empty, check_unique, parse_numbers, read_table, rename_aliases, require_columns
+from .tables import (ROW, check_not_empty, check_unique, file_column, parse_numbers, read_table, rename_aliases,
+                     require_columns)
 
 FORMATS = ("auto", "klue-json", "csv", "competition", "korsts")
 COLUMNS = ["id", "source", "sentence1", "sentence2", "label"]
@@ -46,7 +48,8 @@ def read_sts(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFra
     """Read an STS file into the canonical table, checking it row by row.
 
     Raises DataError naming file, row, column and problem for: a missing column, an empty
-    sentence, a label that is not a number or lies outside 0-5, a duplicate id.
+    sentence, a label that is missing (unless ``require_labels`` is False: then it is NaN),
+    not a number or outside 0-5, a duplicate id.
     """
     if fmt not in FORMATS:
         raise DataError(path, 0, "--format", f"unknown STS format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -57,13 +60,14 @@ def read_sts(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFra
         require_columns(frame, path, ["genre", "filename", "year", "id", "score", "sentence1", "sentence2"])
         frame["id"] = frame["genre"] + "/" + frame["filename"] + "/" + frame["year"] + "/" + frame["id"]
         frame = frame.rename(columns={"genre": "source"})
+        frame.attrs["columns"] = {"source": "genre"}
     frame = rename_aliases(frame, ALIASES)
-    require_columns(frame, path, ["sentence1", "sentence2"])
+    require_columns(frame, path, ["sentence1", "sentence2"], ALIASES)
     if require_labels:
-        require_columns(frame, path, ["label"])
+        require_columns(frame, path, ["label"], ALIASES)
     check_not_empty(frame, path, ["sentence1", "sentence2"])
     if "label" in frame.columns:
-        frame["label"] = parse_numbers(frame, path, "label", 0.0, 5.0)
+        frame["label"] = parse_numbers(frame, path, "label", 0.0, 5.0, allow_empty=not require_labels)
     else:
         frame["label"] = np.nan
     has_ids = "id" in frame.columns
@@ -83,4 +87,4 @@ def check_labeled(frame: pd.DataFrame) -> None:
     """Fail if a table meant for training or evaluation has no labels."""
     if frame["label"].isna().any():
         row = int(frame.loc[frame["label"].isna(), ROW].iloc[0])
-        raise DataError(frame.attrs.get("path", "?"), row, "label", "missing label")
+        raise DataError(frame.attrs.get("path", "?"), row, file_column(frame, "label"), "missing label")

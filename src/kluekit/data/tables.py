@@ -1,7 +1,9 @@
 """Turn CSV/TSV/JSON files into string tables, with checks shared by every task's reader.
 
 Every table carries a ``_row`` column: the row number a person sees in an editor (header = 1,
-first data row = 2; for JSON, the 1-based record number), so errors can point at it.
+first data row = 2; for JSON, the 1-based record number; for JSON Lines, the line number), so errors
+can point at it. After ``rename_aliases``, ``frame.attrs["columns"]`` maps canonical column names to
+the names the file uses, so that errors name a column as the user sees it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ ROW = "_row"
 
 def sniff_kind(path, text: str) -> str:
     """Guess 'json', 'tsv' or 'csv' from the file name and its first line."""
-    if str(path).lower().endswith((".json", ".jsonl")) or text.lstrip()[:1] in "[{":
+    if str(path).lower().endswith((".json", ".jsonl")) or text.lstrip()[:1] in ("[", "{"):
         return "json"
-    first = text.split("\n", 1)[0]
+    first = text.lstrip().split("\n", 1)[0]
     return "tsv" if first.count("\t") > first.count(",") else "csv"
 
 
@@ -32,6 +34,8 @@ def read_table(path, kind: str = "auto", header: bool = True) -> pd.DataFrame:
     """Read a file into a DataFrame of strings (no NaN: missing cells are ''), plus ``_row``.
 
     TSV is read with no quoting (KorSTS and KorNLI have bare quotes inside the text).
+    Blank lines are dropped but still counted, so ``_row`` is the file's line number; the one
+    exception is a quoted CSV cell that spans lines, after which rows count as one line each.
     """
     text = read_text(path)
     kind = sniff_kind(path, text) if kind == "auto" else kind
@@ -39,63 +43,89 @@ def read_table(path, kind: str = "auto", header: bool = True) -> pd.DataFrame:
         frame = _json_table(path, text)
         frame.attrs["kind"] = kind
         return frame
+    blank = len(text) - len(text.lstrip())
+    start = text.rfind("\n", 0, blank) + 1  # the first non-blank line: the header
+    skipped = text.count("\n", 0, start)
     options = dict(sep="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else dict(sep=",")
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                            header=0 if header else None, skip_blank_lines=True, **options)
+        frame = pd.read_csv(io.StringIO(text[start:]), dtype=str, keep_default_na=False,
+                            header=0 if header else None, skip_blank_lines=False, **options)
     except pd.errors.ParserError as error:
         match = re.search(r"line (\d+)", str(error))
-        raise DataError(path, int(match.group(1)) if match else 1, None,
+        raise DataError(path, skipped + (int(match.group(1)) if match else 1), None,
                         f"cannot parse as {kind.upper()}: {error}") from None
     except pd.errors.EmptyDataError:
         raise DataError(path, 1, None, "file is empty") from None
-    if not header:
-        frame.columns = [str(c) for c in frame.columns]
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame[ROW] = np.arange(len(frame)) + skipped + (2 if header else 1)
+    frame = frame[~(frame.drop(columns=[ROW]).apply(lambda cells: cells.str.strip()) == "").all(axis=1)]
     if frame.empty:
-        raise DataError(path, 2, None, "no data rows after the header")
-    frame[ROW] = np.arange(len(frame)) + (2 if header else 1)
+        raise DataError(path, skipped + 2, None, "no data rows after the header")
+    frame = frame.reset_index(drop=True)
     frame.attrs["kind"] = kind
     return frame
 
 
 def _json_table(path, text: str) -> pd.DataFrame:
-    try:
-        if str(path).lower().endswith(".jsonl"):
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(path, error.lineno, None, f"invalid JSON: {error.msg}") from None
-    if isinstance(records, dict) and isinstance(records.get("data"), list):
-        records = records["data"]
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise DataError(path, 1, None, "expected a JSON list of objects")
+    if str(path).lower().endswith(".jsonl"):
+        lines = text.split("\n")  # not splitlines(): JSON text may hold a bare U+2028
+        rows = [number for number, line in enumerate(lines, 1) if line.strip()]
+        records = [_loads(path, lines[row - 1], row) for row in rows]
+    else:
+        records = _loads(path, text)
+        if isinstance(records, dict) and isinstance(records.get("data"), list):
+            records = records["data"]
+        if not isinstance(records, list):
+            raise DataError(path, 1, None, "expected a JSON list of objects")
+        rows = list(range(1, len(records) + 1))
     if not records:
         raise DataError(path, 1, None, "file is empty: the JSON list has no records")
+    objects = [isinstance(record, dict) for record in records]
+    if not all(objects):
+        raise DataError(path, rows[objects.index(False)], None, "expected a JSON list of objects")
     frame = pd.json_normalize(records)  # nested dicts become 'labels.real-label' columns
     frame = frame.astype(object).where(frame.notna(), "").astype(str)
-    frame[ROW] = np.arange(len(frame)) + 1
+    frame[ROW] = rows
     return frame
 
 
+def _loads(path, text: str, row: int | None = None):
+    """``json.loads``, failing on ``row`` (by default the line the error is on)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(path, row or error.lineno, None, f"invalid JSON: {error.msg}") from None
+
+
 def rename_aliases(frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    """Rename the first present alias of each canonical column to its canonical name."""
+    """Rename the first present alias of each canonical column to its canonical name.
+
+    Records canonical -> original name in ``attrs["columns"]`` (see ``file_column``).
+    """
     mapping = {}
     for canonical, names in aliases.items():
         for name in names:
             if name in frame.columns and canonical not in frame.columns:
                 mapping[name] = canonical
                 break
-    return frame.rename(columns=mapping)
+    renamed = frame.rename(columns=mapping)
+    renamed.attrs["columns"] = {**frame.attrs.get("columns", {}), **{c: n for n, c in mapping.items()}}
+    return renamed
 
 
-def require_columns(frame: pd.DataFrame, path, columns) -> None:
-    """Fail on the first missing column, listing the columns the file does have."""
-    found = [c for c in frame.columns if c != ROW]
+def file_column(frame: pd.DataFrame, column: str) -> str:
+    """The name the file gives the (canonical) ``column``, for error messages."""
+    return frame.attrs.get("columns", {}).get(column, column)
+
+
+def require_columns(frame: pd.DataFrame, path, columns, aliases: dict | None = None) -> None:
+    """Fail on the first missing column, listing its accepted names and the columns the file does have."""
+    found = [file_column(frame, c) for c in frame.columns if c != ROW]
     for column in columns:
         if column not in frame.columns:
-            raise DataError(path, 1, column, f"missing column (found: {', '.join(found)})")
+            names = (aliases or {}).get(column, ())
+            expected = f"expected one of {', '.join(names)}; " if len(names) > 1 else ""
+            raise DataError(path, 1, column, f"missing column ({expected}found: {', '.join(found)})")
 
 
 def first_bad(frame: pd.DataFrame, mask) -> int | None:
@@ -109,20 +139,27 @@ def check_not_empty(frame: pd.DataFrame, path, columns) -> None:
     for column in columns:
         row = first_bad(frame, frame[column].str.strip() == "")
         if row is not None:
-            raise DataError(path, row, column, "empty text")
+            raise DataError(path, row, file_column(frame, column), "empty text")
 
 
-def parse_numbers(frame: pd.DataFrame, path, column: str, low: float, high: float) -> np.ndarray:
-    """The column as floats, each a number within [low, high]."""
-    values = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=float)
-    row = first_bad(frame, np.isnan(values))
+def parse_numbers(frame: pd.DataFrame, path, column: str, low: float, high: float,
+                  allow_empty: bool = False) -> np.ndarray:
+    """The column as floats, each a number within [low, high]; empty cells are NaN if ``allow_empty``."""
+    cells = frame[column].str.strip()
+    name = file_column(frame, column)
+    empty = (cells == "").to_numpy()
+    row = None if allow_empty else first_bad(frame, empty)
     if row is not None:
-        cell = frame[column].to_numpy()[np.isnan(values).argmax()]
-        raise DataError(path, row, column, f"{cell!r} is not a number")
+        raise DataError(path, row, name, f"missing {column}")
+    values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=float)
+    wrong = np.isnan(values) & ~empty
+    row = first_bad(frame, wrong)
+    if row is not None:
+        raise DataError(path, row, name, f"{frame[column].to_numpy()[wrong.argmax()]!r} is not a number")
     outside = (values < low) | (values > high)
     row = first_bad(frame, outside)
     if row is not None:
-        raise DataError(path, row, column, f"{values[outside.argmax()]:g} is outside {low:g}-{high:g}")
+        raise DataError(path, row, name, f"{values[outside.argmax()]:g} is outside {low:g}-{high:g}")
     return values
 
 
@@ -133,4 +170,4 @@ def check_unique(frame: pd.DataFrame, path, column: str) -> None:
     if row is not None:
         value = frame[column].to_numpy()[duplicated.argmax()]
         first = int(frame.loc[frame[column] == value, ROW].iloc[0])
-        raise DataError(path, row, column, f"duplicate id {value!r} (first at row {first})")
+        raise DataError(path, row, file_column(frame, column), f"duplicate id {value!r} (first at row {first})")
