@@ -18,16 +18,14 @@ from kluekit.data.sts import COLUMNS, FORMATS, check_labeled, read_sts
 from kluekit.data.submission import fill_sample_submission
 from kluekit.errors import DataError, KluekitError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import shared_path
+
 OUT_COLUMNS = COLUMNS + ["_row"]
 
 
 def shared_file(*parts: str) -> Path:
-    """A file under ../shared/data, or skip the test when that folder is not there."""
-    path = SHARED.joinpath("data", *parts)
-    if not path.is_file():
-        pytest.skip(f"../shared not found: {path}")
-    return path
+    """A file under ../shared/data (skipped when ../shared is absent, an error under CI)."""
+    return shared_path("data", *parts)
 
 
 def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
