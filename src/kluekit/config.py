@@ -56,28 +56,29 @@ class TrainConfig:
 
 
 @dataclass
-class PredictConfig:
-    """Options of ``kluekit predict``."""
+class RunInputConfig:
+    """Options shared by the verbs that run a trained model over an input file."""
 
     model: str = opt(None, "run directory written by 'kluekit train'", required=True)
-    input: str = opt(None, "file to predict (labels not needed)", required=True)
-    output: str = opt(None, "submission file to write", required=True)
+    input: str = opt(None, "input file (CSV/TSV/JSON; format detected from the file)", required=True)
     format: str = opt("auto", "input file format (default: detected from the file)")
-    sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column")
     batch_size: int = opt(128, "prediction batch size", minimum=1)
     precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
 
 
 @dataclass
-class EvaluateConfig:
-    """Options of ``kluekit evaluate``."""
+class PredictConfig(RunInputConfig):
+    """Options of ``kluekit predict``."""
 
-    model: str = opt(None, "run directory written by 'kluekit train'", required=True)
-    input: str = opt(None, "labelled file to score", required=True)
-    format: str = opt("auto", "input file format (default: detected from the file)")
+    output: str = opt(None, "submission file to write", required=True)
+    sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column")
+
+
+@dataclass
+class EvaluateConfig(RunInputConfig):
+    """Options of ``kluekit evaluate`` (the input must carry labels)."""
+
     output_dir: str | None = opt(None, "where to write the report (default: <model>/eval-<input name>)")
-    batch_size: int = opt(128, "prediction batch size", minimum=1)
-    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
     worst: int = opt(30, "how many of the worst-predicted examples to list", minimum=0)
 
 
