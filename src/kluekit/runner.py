@@ -6,7 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import atomic_path
@@ -57,7 +56,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = task.report(preds, examples, out_dir, cfg.worst)
     with atomic_path(out_dir / "predictions.csv") as tmp:
-        examples.drop(columns=["_row"]).assign(pred=np.round(preds, 6) if preds.ndim == 1 else list(preds)).to_csv(tmp, index=False)
+        examples.drop(columns=["_row"]).assign(**task.prediction_columns(preds)).to_csv(tmp, index=False)
     write_json(out_dir / "metrics.json", {"input": str(cfg.input), "rows": len(examples), "predict_seconds": round(seconds, 3),
                                           **metrics})
     return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}

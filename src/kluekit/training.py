@@ -51,6 +51,7 @@ def train(task: Task, cfg: TrainConfig) -> dict:
 
     train_examples = task.read(cfg.train, cfg.format)
     dev_examples = task.read(cfg.dev, cfg.format) if cfg.dev else None
+    task.fit(train_examples)
     tokenizer, model = load_pretrained(cfg.model, task)
     train_set = Features(task.encode(task.augment(train_examples), tokenizer, cfg.max_length))
     dev_features = task.encode(dev_examples, tokenizer, cfg.max_length) if dev_examples is not None else None

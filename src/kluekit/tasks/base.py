@@ -53,6 +53,9 @@ class Task:
         """Read and check a file into a DataFrame of examples (``_row`` kept for errors)."""
         raise NotImplementedError
 
+    def fit(self, train_examples: pd.DataFrame) -> None:
+        """Learn what training needs from the training set before the first step (e.g. class weights)."""
+
     def augment(self, examples: pd.DataFrame) -> pd.DataFrame:
         """Extra training examples made from the training set (default: none)."""
         return examples
@@ -76,6 +79,10 @@ class Task:
     def metrics(self, preds: np.ndarray, gold: np.ndarray) -> dict[str, float]:
         """Official metrics (x100 where KLUE scales them)."""
         raise NotImplementedError
+
+    def prediction_columns(self, preds: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns added to the examples in evaluate's predictions.csv."""
+        return {"pred": np.round(preds, 6)}
 
     def write_predictions(self, preds: np.ndarray, examples: pd.DataFrame, path, sample_submission=None) -> None:
         """Write the submission file atomically."""
