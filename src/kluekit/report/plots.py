@@ -10,7 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
 from ..data.io import atomic_path  # noqa: E402
+from ..metrics import check_class_ids  # noqa: E402
 
 
 def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: float = 5.0) -> None:
@@ -29,6 +32,46 @@ def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: 
     if len(names) > 1:
         ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def confusion_matrix_plot(gold_ids, pred_ids, labels: list[str], path, title: str, normalize: bool = True) -> None:
+    """Gold (rows) against predicted (columns) class, readable for 30 classes, written as PNG.
+
+    With ``normalize`` the colours are row-normalised (the share of each gold class predicted as each
+    class, so rare classes stay visible); every non-zero cell is annotated with its count either way.
+    """
+    num_classes = len(labels)
+    gold = check_class_ids(gold_ids, num_classes, "gold_ids")
+    pred = check_class_ids(pred_ids, num_classes, "pred_ids")
+    if gold.shape != pred.shape:
+        raise ValueError(f"gold_ids has {gold.size} ids but pred_ids has {pred.size}")
+    counts = confusion_matrix(gold, pred, labels=np.arange(num_classes))
+    support = counts.sum(axis=1)
+    colours = (counts / np.maximum(support, 1)[:, None]) if normalize else counts.astype(float)
+    side = max(6.0, 0.42 * num_classes + 3.0)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side), dpi=110)
+    image = ax.imshow(colours, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(1, counts.max()))
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02,
+                 label="share of the gold class" if normalize else "count")
+    dark = colours > (0.55 if normalize else 0.55 * max(1, counts.max()))
+    font = 9 if num_classes <= 15 else 7
+    for row, col in zip(*np.nonzero(counts)):
+        ax.text(col, row, str(counts[row, col]), ha="center", va="center", fontsize=font,
+                color="white" if dark[row, col] else "black")
+    ticks = np.arange(num_classes)
+    ax.set_xticks(ticks, labels=labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=font + 1)
+    ax.set_yticks(ticks, labels=[f"{name} ({n})" for name, n in zip(labels, support)], fontsize=font + 1)
+    ax.set_xticks(ticks[:-1] + 0.5, minor=True)
+    ax.set_yticks(ticks[:-1] + 0.5, minor=True)
+    ax.grid(which="minor", color="lightgrey", linewidth=0.4)
+    ax.tick_params(which="minor", length=0)
+    accuracy = float(np.trace(counts)) / max(1, gold.size) * 100
+    ax.set(xlabel="predicted class", ylabel="gold class (support)",
+           title=f"{title}\n{gold.size} examples, accuracy {accuracy:.1f}%")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
 
 from ..data.io import atomic_path, write_text_atomic
+from ..metrics import check_class_ids
 
 
 def group_metrics_table(preds, gold, groups, metric_fn, path) -> list[str]:
@@ -32,3 +34,28 @@ def worst_examples(frame: pd.DataFrame, text_columns, count: int, path) -> None:
                      f"error={row['error']:.2f}" + (f" source={row['source']}" if row.get("source") else ""))
         lines += [f"  {c}: {row[c]}" for c in text_columns] + [""]
     write_text_atomic(path, "\n".join(lines))
+
+
+def per_class_table(gold_ids, pred_ids, labels, path) -> list[str]:
+    """Precision, recall, F1 (x100) and support per class in label order, plus micro and macro rows.
+
+    The micro and macro rows average over ALL classes (no_relation included, so micro F1 here is
+    accuracy, not KLUE's micro F1); undefined precision/recall (no prediction/no gold) count as 0.
+    Writes CSV, returns aligned text lines.
+    """
+    labels = [str(name) for name in labels]
+    gold = check_class_ids(gold_ids, len(labels), "gold_ids")
+    pred = check_class_ids(pred_ids, len(labels), "pred_ids")
+    if gold.shape != pred.shape or gold.size == 0:
+        raise ValueError(f"need equally many gold and predicted ids (at least 1), got {gold.size} and {pred.size}")
+    ids = np.arange(len(labels))
+    columns = ["precision", "recall", "f1"]
+    per_class = precision_recall_fscore_support(gold, pred, labels=ids, zero_division=0)
+    table = pd.DataFrame({"label": labels, **{c: per_class[i] * 100 for i, c in enumerate(columns)},
+                          "support": per_class[3].astype(int)})
+    for average in ("micro", "macro"):
+        scores = precision_recall_fscore_support(gold, pred, labels=ids, average=average, zero_division=0)
+        table.loc[len(table)] = [f"{average} avg", *(float(v) * 100 for v in scores[:3]), int(gold.size)]
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    return table.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()
