@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ..errors import KluekitError
 from .base import Task
+from .re import RETask
 from .sts import STSTask
 
 TASKS: dict[str, type[Task]] = {
     STSTask.name: STSTask,
+    RETask.name: RETask,
 }
 
 

@@ -1,0 +1,128 @@
+"""Relation extraction (KLUE-RE): one of 30 relations between a subject and an object entity of a sentence.
+
+The entities reach the model through the input text (``--entity-style``): the competition baseline
+``subject [SEP] object [SEP] sentence``, ``[E1]``/``[E2]`` markers, or typed punctuation markers
+(``@ * PER * 조지 해리슨 @ ... # ^ ORG ^ 비틀즈 #``). Scores: micro-F1 x100 without ``no_relation``
+(primary) and AUPRC x100 over all classes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import opt
+from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations
+from ..data.io import atomic_path
+from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
+from ..errors import DataError
+from .base import Task, TaskOptions
+
+LOSSES = ("ce", "weighted_ce", "focal")
+log = logging.getLogger("kluekit")
+
+
+@dataclass
+class REOptions(TaskOptions):
+    entity_style: str = opt("typed", "how entities are shown to the model: baseline ('subject [SEP] object' + "
+                                     "sentence), marker ([E1] [/E1] [E2] [/E2]) or typed (@ * PER * ... @, # ^ ORG ^ ... #)",
+                            choices=list(STYLES))
+    label_map: str | None = opt(None, "JSON file of label name -> id (default: the competition's dict_label_to_num)")
+    loss: str = opt("ce", "cross-entropy, class-weighted cross-entropy (balanced weights) or focal loss",
+                    choices=list(LOSSES))
+    focal_gamma: float = opt(2.0, "focusing parameter of the focal loss", minimum=0)
+    skip_bad_rows: bool = opt(False, "report and skip bad training/dev rows instead of stopping at the first")
+
+
+class RETask(Task):
+    """KLUE-RE: micro-F1 x100 without no_relation (primary) and AUPRC x100."""
+
+    name = "re"
+    head = "sequence"
+    primary_metric = "micro_f1"
+    Options = REOptions
+    formats = FORMATS
+
+    def __init__(self, options=None, labels=None):
+        super().__init__(options, labels)
+        self.class_weights: np.ndarray | None = None
+
+    def default_labels(self):
+        return load_label_map(self.options.label_map) if self.options.label_map else list(COMPETITION_LABELS)
+
+    @property
+    def special_tokens(self):
+        return MARKER_TOKENS if self.options.entity_style == "marker" else ()
+
+    def read(self, path, fmt="auto", require_labels=True):
+        # rows are skipped only where labels are needed (train, evaluate): a submission keeps every row
+        frame = read_re(path, self.labels, fmt, require_labels, self.options.skip_bad_rows and require_labels)
+        for message in frame.attrs.get("skipped", []):
+            log.warning("skipped %s", message)
+        return frame
+
+    def fit(self, train_examples):
+        """Balanced class weights n / (C * count), as scikit-learn's 'balanced' (absent classes: 1)."""
+        counts = np.bincount(train_examples["label_id"].to_numpy(), minlength=len(self.labels)).astype(np.float64)
+        weights = np.where(counts > 0, counts.sum() / (len(self.labels) * np.maximum(counts, 1)), 1.0)
+        self.class_weights = weights
+
+    def encode(self, examples, tokenizer, max_length):
+        features = encode_relations(examples, tokenizer, max_length, self.options.entity_style)
+        if (examples["label_id"] >= 0).all():
+            features["labels"] = examples["label_id"].astype(int).tolist()
+        return features
+
+    def loss(self, logits, labels):
+        import torch
+        import torch.nn.functional as F
+
+        logits = logits.float()
+        weight = None
+        if self.options.loss == "weighted_ce" and self.class_weights is not None:
+            weight = torch.as_tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
+        if self.options.loss != "focal":
+            return F.cross_entropy(logits, labels, weight=weight)
+        log_p = F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+        return (-(1 - log_p.exp()) ** self.options.focal_gamma * log_p).mean()
+
+    def outputs(self, logits):
+        logits = np.asarray(logits, dtype=np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def gold(self, examples):
+        return examples["label_id"].to_numpy(dtype=np.int64)
+
+    def metrics(self, preds, gold):
+        from ..metrics import re_metrics
+
+        return re_metrics(preds, gold, self.labels)
+
+    def prediction_columns(self, preds):
+        names = np.asarray(self.labels, dtype=object)
+        return {"pred_label": names[preds.argmax(axis=1)], "pred_prob": np.round(preds.max(axis=1), 6)}
+
+    def write_predictions(self, preds, examples, path, sample_submission=None):
+        if sample_submission:
+            raise DataError(sample_submission, 0, None, "--sample-submission is not supported for re: the "
+                                                        "submission is id,pred_label,probs in input order")
+        frame = pd.DataFrame({"id": examples["id"].to_numpy(),
+                              "pred_label": self.prediction_columns(preds)["pred_label"],
+                              "probs": [json.dumps(row) for row in preds.tolist()]})
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+
+    def report(self, preds, examples, out_dir, worst=30):
+        from ..report import confusion_matrix_plot, per_class_table
+
+        out_dir = Path(out_dir)
+        gold, pred = self.gold(examples), preds.argmax(axis=1)
+        confusion_matrix_plot(gold, pred, self.labels, out_dir / "confusion_matrix.png",
+                              title=f"RE confusion matrix ({Path(examples.attrs.get('path', '')).name})")
+        return per_class_table(gold, pred, self.labels, out_dir / "per_class.csv")
