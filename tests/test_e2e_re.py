@@ -23,11 +23,11 @@ def kluekit(*args) -> None:
 
 @pytest.fixture(scope="module")
 def re_files(tmp_path_factory):
-    """The six most frequent relations (no_relation included), so a tiny model learns within a minute:
-    4,000 training rows and 1,000 dev rows sliced from the shared files, plus a blind test file."""
+    """The five most frequent relations (no_relation left out: it is what a tiny model takes longest to tell
+    apart), 4,000 training rows and 1,000 dev rows sliced from the shared files, plus a blind test file."""
     folder = tmp_path_factory.mktemp("re")
     train = pd.read_csv(shared_path("data", "klue_re", "train_partial_union.csv"))
-    frequent = train["label"].value_counts().index[:6]
+    frequent = train.loc[train["label"] != "no_relation", "label"].value_counts().index[:5]
     train[train["label"].isin(frequent)].head(4000).to_csv(folder / "train.csv", index=False)
     dev = pd.read_csv(shared_path("data", "klue_re", "boostcamp_test_data_with_labels.csv"))
     dev = dev[dev["label"].isin(frequent)].head(1000)
@@ -61,12 +61,18 @@ def trained(tmp_path_factory, re_tiny_model, re_files):
     return run, train(re_tiny_model, re_files, run, "--epochs", 6, "--entity-style", "typed")
 
 
+def best_constant_micro_f1(dev: pd.DataFrame) -> float:
+    """Micro-F1 x100 (no_relation excluded) of always answering the most frequent relation (here, its share)."""
+    return 100 * dev["label"].value_counts().iloc[0] / len(dev)
+
+
 def test_tiny_model_learns_relations(trained, re_tiny_model, re_files, tmp_path):
     untrained = train(re_tiny_model, re_files, tmp_path / "untrained", "--max-steps", 1, "--learning-rate", 0,
-                      "--entity-style", "typed")
+                      "--entity-style", "typed")["best"]
     learned = trained[1]["best"]
-    # AUPRC is no criterion here: the 24 relations absent from this dev slice score 50 each (KLUE's definition)
-    assert learned["micro_f1"] > 20 and learned["micro_f1"] > untrained["best"]["micro_f1"] + 15, (learned, untrained["best"])
+    constant = best_constant_micro_f1(pd.read_csv(re_files / "dev.csv"))
+    # AUPRC is no criterion here: the 25 relations absent from this dev slice score 50 each (KLUE's definition)
+    assert learned["micro_f1"] > max(untrained["micro_f1"], constant) + 15, (learned, untrained, constant)
 
 
 def test_saved_model_carries_the_label_map(trained):

@@ -19,6 +19,11 @@ def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, se
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(
         vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    # the trainer numbers pieces in hash-map order, which changes from process to process: renumber them
+    # (special tokens first, then sorted) so the same texts always give the same ids, hence the same model
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = sorted(set(tokenizer.get_vocab()) - set(specials))
+    tokenizer.model = models.WordPiece({piece: i for i, piece in enumerate(specials + pieces)}, unk_token="[UNK]")
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
