@@ -10,37 +10,23 @@ Each run is ``kluekit train re`` through the CLI entry point, on the partial KLU
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing (the GPU machine)
+from common import benchmark_parser, write_results
 
-from kluekit.cli import run, setup_logging  # noqa: E402
-from kluekit.rundir import device_name  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
+from kluekit.cli import run, setup_logging
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHARED / "models/e5-small-ko"))
-    parser.add_argument("--train", default=str(SHARED / "data/klue_re/train_partial_union.csv"))
-    parser.add_argument("--dev", default=str(SHARED / "data/klue_re/boostcamp_test_data_with_labels.csv"))
-    parser.add_argument("--name", default="re_e5", help="results file name (benchmarks/results/<name>.json)")
+    parser = benchmark_parser(__doc__, "klue_re/train_partial_union.csv", "klue_re/boostcamp_test_data_with_labels.csv", "re_e5")
     parser.add_argument("--styles", default="baseline,typed", help="entity styles to run, comma-separated")
-    parser.add_argument("extra", nargs="*", help="more 'kluekit train re' options, after --")
     args = parser.parse_args()
     setup_logging()
 
     recipe = ["--epochs", "5", "--batch-size", "32", "--learning-rate", "1e-4", "--max-length", "256",
               "--precision", "fp32"]
-    figures = {"model": Path(args.model).name, "device": device_name(),
-               "command": "python benchmarks/re_e5.py " + shlex.join(sys.argv[1:])}
+    figures = {"model": Path(args.model).name}
     for style in args.styles.split(","):
         argv = ["train", "re", "--model", args.model, "--train", args.train, "--dev", args.dev,
                 "--output-dir", f"runs/bench-{args.name}-{style}", "--overwrite", "--entity-style", style,
@@ -55,10 +41,7 @@ def main() -> None:
                         f"{style}_wall_s": round(time.perf_counter() - started, 1),
                         f"{style}_history_micro_f1": [round(h["micro_f1"], 2) for h in result["history"]],
                         f"{style}_train_options": " ".join(argv[2:])})
-    out = ROOT / "benchmarks/results" / f"{args.name}.json"
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(figures, indent=2, ensure_ascii=False))
-    print(f"wrote {out}")
+    write_results("re_e5.py", args.name, figures)
 
 
 if __name__ == "__main__":

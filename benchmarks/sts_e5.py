@@ -11,30 +11,16 @@ Runs ``kluekit train sts`` exactly as a user would (through the CLI entry point)
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing (the GPU machine)
+from common import benchmark_parser, write_results
 
-from kluekit.cli import run, setup_logging  # noqa: E402
-from kluekit.rundir import device_name  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
+from kluekit.cli import run, setup_logging
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHARED / "models/e5-small-ko"))
-    parser.add_argument("--train", default=str(SHARED / "data/klue_sts/klue_sts_train.csv"))
-    parser.add_argument("--dev", default=str(SHARED / "data/klue_sts/klue-sts-v1.1_dev.json"))
-    parser.add_argument("--name", default="sts_e5", help="results file name (benchmarks/results/<name>.json)")
-    parser.add_argument("--output-dir", default=None, help="run directory (default: runs/bench-<name>)")
-    parser.add_argument("extra", nargs="*", help="more 'kluekit train sts' options, after --")
+    parser = benchmark_parser(__doc__, "klue_sts/klue_sts_train.csv", "klue_sts/klue-sts-v1.1_dev.json", "sts_e5")
     args = parser.parse_args()
     setup_logging()
 
@@ -42,15 +28,13 @@ def main() -> None:
     # fp32 because this small model is launch-bound on an H100 (autocast's casts cost more than they save).
     recipe = ["--epochs", "4", "--batch-size", "32", "--learning-rate", "1e-4", "--swap-augment", "--precision", "fp32"]
     argv = ["train", "sts", "--model", args.model, "--train", args.train, "--dev", args.dev,
-            "--output-dir", args.output_dir or f"runs/bench-{args.name}", "--overwrite", *recipe, *args.extra]
+            "--output-dir", f"runs/bench-{args.name}", "--overwrite", *recipe, *args.extra]
     started = time.perf_counter()
     result = run(argv)
     wall = time.perf_counter() - started
     best = result["best"]
     figures = {
         "model": Path(args.model).name,
-        "device": device_name(),
-        "command": "python benchmarks/sts_e5.py " + shlex.join(sys.argv[1:]),
         "train_options": " ".join(argv[2:]),
         "dev_pearson": round(best["pearson"], 2),
         "dev_f1": round(best["f1"], 2),
@@ -62,10 +46,7 @@ def main() -> None:
         "wall_s": round(wall, 1),
         "history_pearson": [round(h["pearson"], 2) for h in result["history"]],
     }
-    out = ROOT / "benchmarks/results" / f"{args.name}.json"
-    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(figures, indent=2, ensure_ascii=False))
-    print(f"wrote {out}")
+    write_results("sts_e5.py", args.name, figures)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_tokenizer(texts: list[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained on ``texts``; the same texts always give the same ids."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS))
+    # the trainer numbers pieces in hash-map order, which changes from process to process: renumber them
+    # (special tokens first, then sorted) so the same texts always give the same ids, hence the same model
+    pieces = sorted(set(tokenizer.get_vocab()) - set(SPECIALS))
+    tokenizer.model = models.WordPiece({piece: i for i, piece in enumerate(SPECIALS + pieces)}, unk_token="[UNK]")
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
 def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, seed: int = 0, hidden: int = 64,
@@ -14,22 +36,7 @@ def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, se
     """Train a WordPiece tokenizer on ``texts`` and save it with a random 2-layer BERT into ``out_dir``."""
     import torch
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    # the trainer numbers pieces in hash-map order, which changes from process to process: renumber them
-    # (special tokens first, then sorted) so the same texts always give the same ids, hence the same model
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    pieces = sorted(set(tokenizer.get_vocab()) - set(specials))
-    tokenizer.model = models.WordPiece({piece: i for i, piece in enumerate(specials + pieces)}, unk_token="[UNK]")
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    fast = build_tiny_tokenizer(texts, vocab_size)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=fast.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
                         intermediate_size=2 * hidden, max_position_embeddings=256, pad_token_id=0,

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .io import read_text
-from .tables import ROW, check_not_empty, check_unique, file_column, read_table, rename_aliases, require_columns
+from .tables import ROW, ensure_ids, file_column, read_table, rename_aliases, require_columns
 
 FORMATS = ("auto", "competition", "klue-json")
 COLUMNS = ["id", "sentence", "subj_word", "subj_start", "subj_end", "subj_type",
@@ -68,12 +68,7 @@ def read_re(path, labels, fmt: str = "auto", require_labels: bool = True,
     sources = {short: _entity_source(frame, path, column) for short, column in ENTITIES.items()}
     if require_labels:
         require_columns(frame, path, ["label"], ALIASES)
-    has_ids = "id" in frame.columns
-    if has_ids:
-        check_not_empty(frame, path, ["id"])
-        check_unique(frame, path, "id")
-    else:
-        frame["id"] = np.arange(len(frame)).astype(str)
+    has_ids = ensure_ids(frame, path)
 
     problems: list[tuple[str, str] | None] = [None] * len(frame)
     _note(problems, (frame["sentence"].str.strip() == "").to_numpy(), file_column(frame, "sentence"), "empty text")

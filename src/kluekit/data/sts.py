@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .tables import (ROW, check_not_empty, check_unique, file_column, parse_numbers, read_table, rename_aliases,
+from .tables import (ROW, check_not_empty, ensure_ids, file_column, parse_numbers, read_table, rename_aliases,
                      require_columns)
 
 FORMATS = ("auto", "klue-json", "csv", "competition", "korsts")
@@ -70,12 +70,7 @@ def read_sts(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFra
         frame["label"] = parse_numbers(frame, path, "label", 0.0, 5.0, allow_empty=not require_labels)
     else:
         frame["label"] = np.nan
-    has_ids = "id" in frame.columns
-    if has_ids:
-        check_not_empty(frame, path, ["id"])
-        check_unique(frame, path, "id")
-    else:
-        frame["id"] = np.arange(len(frame)).astype(str)
+    has_ids = ensure_ids(frame, path)
     if "source" not in frame.columns:
         frame["source"] = ""
     out = frame[COLUMNS + [ROW]].reset_index(drop=True)

@@ -171,3 +171,13 @@ def check_unique(frame: pd.DataFrame, path, column: str) -> None:
         value = frame[column].to_numpy()[duplicated.argmax()]
         first = int(frame.loc[frame[column] == value, ROW].iloc[0])
         raise DataError(path, row, file_column(frame, column), f"duplicate id {value!r} (first at row {first})")
+
+
+def ensure_ids(frame: pd.DataFrame, path) -> bool:
+    """Check a present ``id`` column (no empty, no duplicate ids) or number the rows; True if the file had ids."""
+    if "id" not in frame.columns:
+        frame["id"] = np.arange(len(frame)).astype(str)
+        return False
+    check_not_empty(frame, path, ["id"])
+    check_unique(frame, path, "id")
+    return True

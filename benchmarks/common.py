@@ -1,0 +1,37 @@
+"""What every benchmark script shares: kluekit importable from the checkout, the standard options,
+and the results file (flat keys, plus ``command`` and ``device``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing (the GPU machine)
+
+
+def benchmark_parser(doc: str, train: str, dev: str, name: str) -> argparse.ArgumentParser:
+    """--model/--train/--dev (defaults under ../shared), --name, and extra 'kluekit train' options after --."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(SHARED / "models/e5-small-ko"))
+    parser.add_argument("--train", default=str(SHARED / "data" / train))
+    parser.add_argument("--dev", default=str(SHARED / "data" / dev))
+    parser.add_argument("--name", default=name, help="results file name (benchmarks/results/<name>.json)")
+    parser.add_argument("extra", nargs="*", help="more 'kluekit train' options, after --")
+    return parser
+
+
+def write_results(script: str, name: str, figures: dict) -> None:
+    """Print the figures and write them, with the command and the device, to benchmarks/results/<name>.json."""
+    from kluekit.rundir import device_name
+
+    figures = {"device": device_name(), "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:]),
+               **figures}
+    out = ROOT / "benchmarks/results" / f"{name}.json"
+    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+    print(f"wrote {out}")
