@@ -20,7 +20,7 @@ from ..config import opt
 from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations
 from ..data.io import atomic_path
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
-from ..errors import DataError
+from ..errors import KluekitError
 from .base import Task, TaskOptions
 
 LOSSES = ("ce", "weighted_ce", "focal")
@@ -110,8 +110,8 @@ class RETask(Task):
 
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
-            raise DataError(sample_submission, 0, None, "--sample-submission is not supported for re: the "
-                                                        "submission is id,pred_label,probs in input order")
+            raise KluekitError("--sample-submission is not supported for re: the submission is "
+                               "id,pred_label,probs in the input's order")
         frame = pd.DataFrame({"id": examples["id"].to_numpy(),
                               "pred_label": self.prediction_columns(preds)["pred_label"],
                               "probs": [json.dumps(row) for row in preds.tolist()]})
