@@ -150,3 +150,12 @@ def test_killed_run_without_a_saved_model_is_explained(fake_run, files, tmp_path
 def test_main_returns_2_in_process(capsys, tmp_path):
     assert cli.main(["predict", "sts", "--model", str(tmp_path), "--input", "x.csv", "--output", "y.csv"]) == 2
     assert capsys.readouterr().err.startswith("kluekit: error: --model:")
+
+
+def test_predict_refuses_a_sample_submission_for_a_task_that_cannot_fill_one(tmp_path, files):
+    run = tmp_path / "re-run"
+    run.mkdir()
+    (run / "kluekit.json").write_text(json.dumps({"task": "re", "task_options": {}, "labels": None}))
+    line = one_error_line(kluekit("predict", "re", "--model", run, "--input", files["good"], "--output",
+                                  tmp_path / "out.csv", "--sample-submission", files["good"]))
+    assert line == "kluekit: error: --sample-submission is not supported for re: its submission is written in the input's order"

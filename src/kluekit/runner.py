@@ -42,6 +42,9 @@ def predict(cfg: PredictConfig) -> Path:
     """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
     if Path(cfg.output).resolve() == Path(cfg.input).resolve():
         raise KluekitError("--output must not be the --input file")
+    if cfg.sample_submission and not run_task(read_run_info(cfg.model)).fills_sample_submission:
+        raise KluekitError(f"--sample-submission is not supported for {read_run_info(cfg.model)['task']}: "
+                           "its submission is written in the input's order")
     task, examples, preds, _ = _run_predictions(cfg, require_labels=False)
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
     log.info("wrote %s (%d rows)", cfg.output, len(examples))

@@ -36,6 +36,7 @@ class Task:
     greater_is_better: bool = True
     Options = TaskOptions
     special_tokens: tuple[str, ...] = ()
+    fills_sample_submission: bool = True  # write_predictions can fill a sample submission's target column
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()

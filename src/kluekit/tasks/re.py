@@ -47,6 +47,7 @@ class RETask(Task):
     primary_metric = "micro_f1"
     Options = REOptions
     formats = FORMATS
+    fills_sample_submission = False
 
     def __init__(self, options=None, labels=None):
         super().__init__(options, labels)
@@ -110,8 +111,7 @@ class RETask(Task):
 
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
-            raise KluekitError("--sample-submission is not supported for re: the submission is "
-                               "id,pred_label,probs in the input's order")
+            raise KluekitError("--sample-submission is not supported for re")
         frame = pd.DataFrame({"id": examples["id"].to_numpy(),
                               "pred_label": self.prediction_columns(preds)["pred_label"],
                               "probs": [json.dumps(row) for row in preds.tolist()]})
