@@ -61,13 +61,18 @@ def run_task(info: dict) -> Task:
     return task_class(task_class.Options(**info.get("task_options", {})), labels=info.get("labels"))
 
 
-def load_run(run_dir, device: torch.device):
-    """Task, tokenizer and model (in eval mode, on ``device``) of a finished training run."""
-    info = read_run_info(run_dir)
-    task = run_task(info)
+def load_run_model(run_dir, task: Task, device: torch.device):
+    """Tokenizer and model (in eval mode, on ``device``) saved in a run directory trained for ``task``."""
     if not (Path(run_dir) / "config.json").is_file():
         raise KluekitError(f"--model: {run_dir} holds no saved model yet (was its training killed before "
                            "the first evaluation? continue it with 'kluekit train ... --resume')")
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = _model_class(task).from_pretrained(run_dir).to(device).eval()
-    return task, tokenizer, model, info
+    return tokenizer, model
+
+
+def load_run(run_dir, device: torch.device):
+    """Task, tokenizer and model (in eval mode, on ``device``) of a finished training run."""
+    info = read_run_info(run_dir)
+    task = run_task(info)
+    return (task, *load_run_model(run_dir, task, device), info)

@@ -11,7 +11,7 @@ from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import atomic_path
 from .errors import KluekitError
 from .inference import predict_logits, resolve_device, resolve_precision
-from .modeling import load_run, read_run_info, run_task
+from .modeling import load_run_model, read_run_info, run_task
 from .rundir import write_json
 from .tasks import Task
 from .training import train as _train
@@ -24,28 +24,35 @@ def train(task: Task, cfg: TrainConfig) -> dict:
     return _train(task, cfg)
 
 
-def _run_predictions(cfg, require_labels: bool):
+def _open_run(cfg) -> tuple[Task, dict]:
+    """The run's task and record (``kluekit.json``), read once per command."""
+    info = read_run_info(cfg.model)
+    return run_task(info), info
+
+
+def _run_predictions(cfg, task: Task, info: dict, require_labels: bool):
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
-    examples = run_task(read_run_info(cfg.model)).read(cfg.input, cfg.format, require_labels=require_labels)
-    task, tokenizer, model, info = load_run(cfg.model, device)  # after the input is known to be good
+    examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
+    tokenizer, model = load_run_model(cfg.model, task, device)  # after the input is known to be good
     features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, features, cfg.batch_size, device, precision)
     seconds = time.perf_counter() - started
     log.info("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
              len(examples) / max(seconds, 1e-9), device, precision)
-    return task, examples, task.outputs(logits), seconds
+    return examples, task.outputs(logits), seconds
 
 
 def predict(cfg: PredictConfig) -> Path:
     """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
     if Path(cfg.output).resolve() == Path(cfg.input).resolve():
         raise KluekitError("--output must not be the --input file")
-    if cfg.sample_submission and not run_task(read_run_info(cfg.model)).fills_sample_submission:
-        raise KluekitError(f"--sample-submission is not supported for {read_run_info(cfg.model)['task']}: "
+    task, info = _open_run(cfg)
+    if cfg.sample_submission and not task.fills_sample_submission:
+        raise KluekitError(f"--sample-submission is not supported for {task.name}: "
                            "its submission is written in the input's order")
-    task, examples, preds, _ = _run_predictions(cfg, require_labels=False)
+    examples, preds, _ = _run_predictions(cfg, task, info, require_labels=False)
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
     log.info("wrote %s (%d rows)", cfg.output, len(examples))
     return Path(cfg.output)
@@ -53,7 +60,8 @@ def predict(cfg: PredictConfig) -> Path:
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Official metrics on a labelled file, plus the task's report files; returns the metrics."""
-    task, examples, preds, seconds = _run_predictions(cfg, require_labels=True)
+    task, info = _open_run(cfg)
+    examples, preds, seconds = _run_predictions(cfg, task, info, require_labels=True)
     metrics = task.metrics(preds, task.gold(examples))
     out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
     out_dir.mkdir(parents=True, exist_ok=True)
