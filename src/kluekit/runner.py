@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from .config import EvaluateConfig, PredictConfig, TrainConfig
-from .data.io import atomic_path
+from .data.io import write_csv_atomic
 from .errors import KluekitError
 from .inference import predict_logits, resolve_device, resolve_precision
 from .modeling import load_run_model, read_run_info, run_task
@@ -66,8 +66,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = task.report(preds, examples, out_dir, cfg.worst)
-    with atomic_path(out_dir / "predictions.csv") as tmp:
-        examples.drop(columns=["_row"]).assign(**task.prediction_columns(preds)).to_csv(tmp, index=False)
+    write_csv_atomic(examples.drop(columns=["_row"]).assign(**task.prediction_columns(preds)),
+                     out_dir / "predictions.csv")
     write_json(out_dir / "metrics.json", {"input": str(cfg.input), "rows": len(examples), "predict_seconds": round(seconds, 3),
                                           **metrics})
     return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}

@@ -65,6 +65,12 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def write_csv_atomic(frame, path: str | os.PathLike, **to_csv) -> None:
+    """Write a DataFrame as CSV (no index) so that readers see either the old file or the whole new one."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, **to_csv)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` as UTF-8 so that readers see either the old file or the whole new one."""
     with atomic_path(path) as tmp:

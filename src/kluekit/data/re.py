@@ -17,7 +17,6 @@ inclusive, ``label`` is the relation name ('' when absent) and ``label_id`` its 
 from __future__ import annotations
 
 import ast
-import json
 import re
 
 import numpy as np
@@ -25,7 +24,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .io import read_text
-from .tables import ROW, ensure_ids, file_column, read_table, rename_aliases, require_columns
+from .tables import ROW, ensure_ids, file_column, loads_json, read_table, rename_aliases, require_columns
 
 FORMATS = ("auto", "competition", "klue-json")
 COLUMNS = ["id", "sentence", "subj_word", "subj_start", "subj_end", "subj_type",
@@ -225,10 +224,7 @@ def load_label_map(path) -> list[str]:
     """Label names ordered by id, from a JSON object ``{name: id}`` (ids 0..n-1), a JSON list of names,
     or KLUE's ``relation_list.json`` (``{"relations": [names]}``)."""
     text = read_text(path)
-    try:
-        pairs = json.loads(text, object_pairs_hook=lambda items: items)
-    except json.JSONDecodeError as error:
-        raise DataError(path, error.lineno, None, f"invalid JSON: {error.msg}") from None
+    pairs = loads_json(path, text, object_pairs_hook=lambda items: items)
     if isinstance(pairs, list) and all(isinstance(p, tuple) for p in pairs) and pairs:
         keys = [name for name, _ in pairs]
         if keys == ["relations"] and isinstance(pairs[0][1], list):

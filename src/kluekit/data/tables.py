@@ -70,9 +70,9 @@ def _json_table(path, text: str) -> pd.DataFrame:
     if str(path).lower().endswith(".jsonl"):
         lines = text.split("\n")  # not splitlines(): JSON text may hold a bare U+2028
         rows = [number for number, line in enumerate(lines, 1) if line.strip()]
-        records = [_loads(path, lines[row - 1], row) for row in rows]
+        records = [loads_json(path, lines[row - 1], row) for row in rows]
     else:
-        records = _loads(path, text)
+        records = loads_json(path, text)
         if isinstance(records, dict) and isinstance(records.get("data"), list):
             records = records["data"]
         if not isinstance(records, list):
@@ -89,10 +89,10 @@ def _json_table(path, text: str) -> pd.DataFrame:
     return frame
 
 
-def _loads(path, text: str, row: int | None = None):
-    """``json.loads``, failing on ``row`` (by default the line the error is on)."""
+def loads_json(path, text: str, row: int | None = None, **options):
+    """``json.loads(text, **options)``; invalid JSON is a DataError on ``row`` (by default the error's line)."""
     try:
-        return json.loads(text)
+        return json.loads(text, **options)
     except json.JSONDecodeError as error:
         raise DataError(path, row or error.lineno, None, f"invalid JSON: {error.msg}") from None
 

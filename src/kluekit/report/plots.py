@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib
 
@@ -14,6 +13,13 @@ from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from ..data.io import atomic_path  # noqa: E402
 from ..metrics import check_class_ids  # noqa: E402
+
+
+def save_png(fig, path) -> None:
+    """Write ``fig`` as PNG atomically and free it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
 
 
 def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: float = 5.0) -> None:
@@ -33,9 +39,7 @@ def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: 
         ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def confusion_matrix_plot(gold_ids, pred_ids, labels: list[str], path, title: str, normalize: bool = True) -> None:
@@ -73,6 +77,4 @@ def confusion_matrix_plot(gold_ids, pred_ids, labels: list[str], path, title: st
     ax.set(xlabel="predicted class", ylabel="gold class (support)",
            title=f"{title}\n{gold.size} examples, accuracy {accuracy:.1f}%")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)

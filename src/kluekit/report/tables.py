@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
-from ..data.io import atomic_path, write_text_atomic
+from ..data.io import write_csv_atomic, write_text_atomic
 from ..metrics import check_class_ids
 
 
@@ -20,8 +20,7 @@ def group_metrics_table(preds, gold, groups, metric_fn, path) -> list[str]:
         if mask.sum() >= 2:
             rows.append({"group": name, "n": int(mask.sum()), **metric_fn(preds[mask], gold[mask])})
     table = pd.DataFrame(rows)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    write_csv_atomic(table, path, float_format="%.4f")
     return table.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()
 
 
@@ -56,6 +55,5 @@ def per_class_table(gold_ids, pred_ids, labels, path) -> list[str]:
     for average in ("micro", "macro"):
         scores = precision_recall_fscore_support(gold, pred, labels=ids, average=average, zero_division=0)
         table.loc[len(table)] = [f"{average} avg", *(float(v) * 100 for v in scores[:3]), int(gold.size)]
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    write_csv_atomic(table, path, float_format="%.4f")
     return table.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import opt
 from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations
-from ..data.io import atomic_path
+from ..data.io import write_csv_atomic
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
 from ..errors import KluekitError
 from .base import Task, TaskOptions
@@ -115,8 +115,7 @@ class RETask(Task):
         frame = pd.DataFrame({"id": examples["id"].to_numpy(),
                               "pred_label": self.prediction_columns(preds)["pred_label"],
                               "probs": [json.dumps(row) for row in preds.tolist()]})
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
+        write_csv_atomic(frame, path)
 
     def report(self, preds, examples, out_dir, worst=30):
         from ..report import confusion_matrix_plot, per_class_table

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import torch.nn.functional as F
 
 from ..config import opt
-from ..data.io import atomic_path
+from ..data.io import write_csv_atomic
 from ..data.sts import FORMATS, check_labeled, read_sts
 from ..data.submission import fill_sample_submission
 from ..metrics import sts_metrics
@@ -71,8 +70,7 @@ class STSTask(Task):
         frame = pd.DataFrame({"id": examples["id"].to_numpy(), "target": np.round(preds, 6)})
         if sample_submission:
             frame = fill_sample_submission(sample_submission, frame, examples.attrs.get("has_ids", True))
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
+        write_csv_atomic(frame, path)
 
     def report(self, preds, examples, out_dir, worst=30):
         out_dir = Path(out_dir)
