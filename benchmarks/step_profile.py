@@ -1,9 +1,11 @@
 """Where does a training step's time go? Times fwd/bwd/optimizer variants of an STS cross-encoder on one GPU.
 
-    python benchmarks/step_profile.py --model PATH [--batch-size 32 --length 48 --steps 100]
+    python benchmarks/step_profile.py --model PATH [--compile] [--train FILE] [--batch-size 32 --length 48 --steps 100]
 
 Prints ms per step for: fp32, bf16 autocast, and each again under torch.compile, with and without the
 optimizer step, so the per-step overhead of each part shows (a launch-bound small model shows it most).
+With ``--train`` (an STS file) it also times kluekit's collator (dynamic padding) on that file's batches.
+Writes benchmarks/results/step_profile.json.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import time
 
 import torch
+from common import write_results
 from transformers import AutoModelForSequenceClassification
 
 
@@ -33,7 +36,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=48)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--train", help="an STS file: also time collating its length-grouped batches")
     args = parser.parse_args()
+    figures = {"model": args.model.rstrip("/").split("/")[-1], "batch": f"{args.batch_size} x {args.length}"}
     device = torch.device("cuda")
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1).to(device)
     print("attention:", model.config._attn_implementation)
@@ -64,9 +69,31 @@ def main() -> None:
                 else:
                     model.zero_grad(set_to_none=True)
 
-            print(f"{name:9s} {precision}: forward {timed(forward, args.steps):6.2f} ms | fwd+bwd "
-                  f"{timed(backward, args.steps):6.2f} ms | +clip+AdamW "
-                  f"{timed(lambda: backward(True, True), args.steps):6.2f} ms  (batch {args.batch_size} x {args.length})")
+            for part, fn in (("forward", forward), ("fwd_bwd", backward), ("step", lambda: backward(True, True))):
+                figures[f"{name}_{precision}_{part}_ms"] = round(timed(fn, args.steps), 2)
+    if args.train:
+        figures["collate_ms"] = round(collate_ms(args.model, args.train, args.batch_size), 2)
+    write_results("step_profile.py", "step_profile", figures)
+
+
+def collate_ms(model: str, train: str, batch_size: int) -> float:
+    """Mean ms to collate one training batch of ``train`` with kluekit's collator (length-grouped order)."""
+    from transformers import AutoTokenizer
+
+    from kluekit.batching import Features, train_batches
+    from kluekit.inference import make_collator
+    from kluekit.tasks.sts import STSTask
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    task = STSTask()
+    dataset = Features(task.encode(task.read(train), tokenizer, 128))
+    batches = train_batches(dataset.lengths, batch_size, seed=42, epoch=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches,
+                                         collate_fn=make_collator(tokenizer, torch.device("cuda")))
+    started = time.perf_counter()
+    for _ in loader:
+        pass
+    return (time.perf_counter() - started) / len(batches) * 1000
 
 
 if __name__ == "__main__":
