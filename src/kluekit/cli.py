@@ -3,6 +3,9 @@
     kluekit train sts --train train.csv --dev dev.csv --model klue/roberta-small
     kluekit evaluate sts --model runs/sts-... --input dev.csv
     kluekit predict sts --model runs/sts-... --input test.csv --output output.csv
+
+Commands that are not a (verb, task) pair, such as ``train biencoder``, ``encode`` or ``serve``, are
+``Command`` objects listed by ``_commands`` (top level, or under a verb).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Callable
 
 from . import __version__
 from .config import EvaluateConfig, PredictConfig, TrainConfig, add_options, build, load_config_file, split_options
@@ -24,10 +30,37 @@ VERBS = {
 }
 
 
+@dataclass(frozen=True)
+class Command:
+    """A command with its own options dataclass; ``run`` ("module:function", imported only when the
+    command runs, so that building the parser stays cheap) takes the built options."""
+
+    options: type
+    help: str
+    run: str
+
+    def call(self, cfg) -> object:
+        module, function = self.run.split(":")
+        return getattr(import_module(module), function)(cfg)
+
+
+def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
+    """(top-level commands, commands under a verb); their option modules are light to import."""
+    return {}, {}
+
+
+def _add_command(subparsers, name: str, command: Command) -> None:
+    parser = subparsers.add_parser(name, help=command.help, description=command.help)
+    parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
+    add_options(parser, command.options, "options")
+    parser.set_defaults(_command=command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kluekit", description="Korean NLU (KLUE) training, evaluation and prediction.")
     parser.add_argument("--version", action="version", version=f"kluekit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    commands, verb_commands = _commands()
     for verb, (config_cls, help_text) in VERBS.items():
         verb_parser = verbs.add_parser(verb, help=help_text, description=help_text)
         tasks = verb_parser.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -38,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
             add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])})
             if verb == "train":
                 add_options(task_parser, task_cls.Options, f"{name} options")
+        for name, command in verb_commands.get(verb, {}).items():
+            _add_command(tasks, name, command)
+    for name, command in commands.items():
+        _add_command(verbs, name, command)
     return parser
 
 
@@ -46,9 +83,13 @@ def run(argv: list[str] | None = None) -> object:
     from . import runner
 
     args = vars(build_parser().parse_args(argv))
-    verb, task_cls = args.pop("verb"), TASKS[args.pop("task")]
     config_file = args.pop("config", None)
+    command = args.pop("_command", None)
+    verb, task_name = args.pop("verb"), args.pop("task", None)
     values = {**(load_config_file(config_file) if config_file else {}), **args}
+    if command is not None:
+        return command.call(build(command.options, values))
+    task_cls = TASKS[task_name]
     config_cls = VERBS[verb][0]
     if verb == "train":
         run_values, task_values = split_options(values, config_cls, task_cls.Options)
