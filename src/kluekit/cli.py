@@ -46,7 +46,11 @@ class Command:
 
 def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
     """(top-level commands, commands under a verb); their option modules are light to import."""
-    return {}, {}
+    commands: dict[str, Command] = {}
+    verb_commands: dict[str, dict[str, Command]] = {"train": {}}
+    # bi-encoder (kluekit.embedding.commands): train biencoder, encode, search
+    # HTTP API (kluekit.serving.commands): serve
+    return commands, verb_commands
 
 
 def _add_command(subparsers, name: str, command: Command) -> None:
