@@ -20,6 +20,8 @@ def _looks_local(name: str) -> bool:
 
 
 def _model_class(task: Task):
+    if task.model_class() is not None:
+        return task.model_class()
     return AutoModelForTokenClassification if task.head == "token" else AutoModelForSequenceClassification
 
 

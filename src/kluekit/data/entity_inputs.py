@@ -273,3 +273,39 @@ def _squeeze(tokenizer, row: _Input, max_length: int, row_id) -> dict:
             high = middle - 1
     encoded = encode(low)
     return {key: encoded[key] for key in encoded.keys()}
+
+
+def _piece_ids(tokenizer, text: str) -> set[int]:
+    """Ids of the vocabulary pieces that are ``text`` with or without a word-boundary mark (▁, Ġ, ##)."""
+    return {i for piece, i in tokenizer.get_vocab().items()
+            if piece == text or piece.lstrip("▁Ġ").removeprefix("##") == text}
+
+
+def _opening_patterns(tokenizer, style: str) -> tuple[list[set[int]], list[set[int]]]:
+    """Token patterns that start the subject's and the object's opening marker."""
+    if style == "marker":
+        return [_piece_ids(tokenizer, "[E1]")], [_piece_ids(tokenizer, "[E2]")]
+    if style == "typed":  # "@ * TYPE *" and "# ^ TYPE ^"
+        return ([_piece_ids(tokenizer, "@"), _piece_ids(tokenizer, "*")],
+                [_piece_ids(tokenizer, "#"), _piece_ids(tokenizer, "^")])
+    raise KluekitError(f"entity pooling needs marked entities: entity style 'marker' or 'typed', not {style!r}")
+
+
+def entity_positions(input_ids: list[list[int]], tokenizer, style: str) -> list[list[int]]:
+    """``[subject, object]`` token index of each entity's opening marker in encoded rows (the first
+    occurrence of the marker's pieces; encode_relations keeps every marker, also in windowed rows).
+    A row where a marker cannot be found (it never should) points at the first token."""
+    patterns = [[np.fromiter(allowed, dtype=np.int64) for allowed in pattern]
+                for pattern in _opening_patterns(tokenizer, style)]
+    positions = []
+    for ids in input_ids:
+        ids = np.asarray(ids)
+        row = []
+        for pattern in patterns:
+            hit = np.ones(max(0, len(ids) - len(pattern) + 1), dtype=bool)
+            for offset, allowed in enumerate(pattern):
+                hit &= np.isin(ids[offset:len(ids) - len(pattern) + 1 + offset], allowed)
+            found = np.flatnonzero(hit)
+            row.append(int(found[0]) if len(found) else 0)
+        positions.append(row)
+    return positions

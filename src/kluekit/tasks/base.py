@@ -50,6 +50,11 @@ class Task:
     def num_labels(self) -> int:
         return 1 if self.head == "regression" else len(self.labels)
 
+    def model_class(self):
+        """A class with ``from_pretrained``/``save_pretrained`` for this task's model, or None for the
+        transformers Auto class of ``head`` (e.g. RE's entity-pooling classifier)."""
+        return None
+
     def read(self, path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFrame:
         """Read and check a file into a DataFrame of examples (``_row`` kept for errors)."""
         raise NotImplementedError

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import opt
-from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations
+from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations, entity_positions
 from ..data.io import write_csv_atomic
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
 from ..errors import KluekitError
 from .base import Task, TaskOptions
 
 LOSSES = ("ce", "weighted_ce", "focal")
+POOLINGS = ("cls", "entity")
 log = logging.getLogger("kluekit")
 
 
@@ -33,6 +34,9 @@ class REOptions(TaskOptions):
                                      "sentence), marker ([E1] [/E1] [E2] [/E2]) or typed (@ * PER * ... @, # ^ ORG ^ ... #)",
                             choices=list(STYLES))
     label_map: str | None = opt(None, "JSON file of label name -> id (default: the competition's dict_label_to_num)")
+    pooling: str = opt("cls", "what the classifier reads: the [CLS] state (cls) or the [CLS] state with the "
+                              "states at the subject's and object's opening markers (entity; needs marker or typed)",
+                       choices=list(POOLINGS))
     loss: str = opt("ce", "cross-entropy, class-weighted cross-entropy (balanced weights) or focal loss",
                     choices=list(LOSSES))
     focal_gamma: float = opt(2.0, "focusing parameter of the focal loss", minimum=0)
@@ -52,6 +56,14 @@ class RETask(Task):
     def __init__(self, options=None, labels=None):
         super().__init__(options, labels)
         self.class_weights: np.ndarray | None = None
+        if self.options.pooling == "entity" and self.options.entity_style == "baseline":
+            raise KluekitError("--pooling entity reads the entity markers: use --entity-style typed or marker "
+                               "(the baseline style has none)")
+
+    def model_class(self):
+        from ..heads import EntityPairClassifier
+
+        return EntityPairClassifier if self.options.pooling == "entity" else None
 
     def default_labels(self):
         return load_label_map(self.options.label_map) if self.options.label_map else list(COMPETITION_LABELS)
@@ -75,6 +87,11 @@ class RETask(Task):
 
     def encode(self, examples, tokenizer, max_length):
         features = encode_relations(examples, tokenizer, max_length, self.options.entity_style)
+        if self.options.pooling == "entity":
+            if tokenizer.padding_side != "right":
+                raise KluekitError("--pooling entity needs a tokenizer that pads on the right")
+            features["entity_positions"] = entity_positions(features["input_ids"], tokenizer,
+                                                            self.options.entity_style)
         if (examples["label_id"] >= 0).all():
             features["labels"] = examples["label_id"].astype(int).tolist()
         return features
