@@ -41,3 +41,11 @@ def tiny_model(tmp_path_factory, sts_train_csv) -> Path:
 
     return build_tiny_model(sts_texts(sts_train_csv), tmp_path_factory.mktemp("tiny") / "model",
                             vocab_size=1000, dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_biencoder(tmp_path_factory, tiny_model) -> Path:
+    """The tiny BERT as a sentence-transformers bi-encoder (Transformer + mean pooling), saved with ``.save``."""
+    from tiny_model import build_tiny_biencoder
+
+    return build_tiny_biencoder(tiny_model, tmp_path_factory.mktemp("tiny") / "biencoder")

@@ -50,3 +50,23 @@ def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, se
 def sts_texts(train_csv: Path) -> list[str]:
     frame = pd.read_csv(train_csv)
     return frame["sentence1"].tolist() + frame["sentence2"].tolist()
+
+
+def build_tiny_biencoder(model_dir: Path, out_dir: Path) -> Path:
+    """Wrap the tiny BERT in ``model_dir`` as a sentence-transformers bi-encoder (mean pooling), saved in ``out_dir``.
+
+    ``SentenceTransformer(out_dir)`` and ``kluekit.embedding.encoding.load_biencoder(out_dir)`` load it.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 5.4
+        from sentence_transformers.models import Pooling, Transformer
+
+    encoder = Transformer(str(model_dir), max_seq_length=128)
+    dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_word_embedding_dimension
+    model = SentenceTransformer(modules=[encoder, Pooling(dim(), "mean")], device="cpu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir))
+    return out_dir
