@@ -48,8 +48,13 @@ def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
     """(top-level commands, commands under a verb); their option modules are light to import."""
     commands: dict[str, Command] = {}
     verb_commands: dict[str, dict[str, Command]] = {"train": {}}
-    # bi-encoder (kluekit.embedding.commands): train biencoder, encode, search
-    # HTTP API (kluekit.serving.commands): serve
+    from .embedding.commands import ENCODE, SEARCH, TRAIN_BIENCODER  # bi-encoder
+
+    verb_commands["train"]["biencoder"] = TRAIN_BIENCODER
+    commands["encode"] = ENCODE
+    commands["search"] = SEARCH
+    from .serving.commands import SERVE  # HTTP API
+    commands["serve"] = SERVE
     return commands, verb_commands
 
 

@@ -1,0 +1,77 @@
+"""``kluekit serve``: the HTTP API under uvicorn until Ctrl-C (or SIGTERM), then a clean exit.
+
+    kluekit serve --model runs/biencoder --corpus faq.csv --cross-encoder runs/sts-best --port 8000
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from ..cli import Command
+from ..errors import KluekitError
+from .settings import ServeSettings
+
+
+class _Stop(Exception):
+    """SIGTERM after uvicorn's graceful shutdown: leave quietly."""
+
+
+def check_inputs(settings: ServeSettings) -> None:
+    """Cheap checks before anything loads, so a typo is one clear line rather than a failed startup."""
+    from ..modeling import _looks_local, read_run_info
+
+    if _looks_local(settings.model) and not Path(settings.model).expanduser().is_dir():
+        raise KluekitError(f"--model: no such directory {settings.model!r}")
+    if settings.corpus and not Path(settings.corpus).is_file():
+        raise KluekitError(f"--corpus: no such file {settings.corpus!r}")
+    if settings.column and not settings.corpus:
+        raise KluekitError("--column needs --corpus")
+    if settings.index_dir and not settings.corpus:
+        raise KluekitError("--index-dir needs --corpus")
+    if settings.cross_encoder:
+        if not Path(settings.cross_encoder).is_dir():
+            raise KluekitError(f"--cross-encoder: no such directory {settings.cross_encoder!r}")
+        info = read_run_info(settings.cross_encoder)
+        if info.get("task") != "sts":
+            raise KluekitError(f"--cross-encoder: {settings.cross_encoder} is a {info.get('task')!r} run; "
+                               "it must be a 'kluekit train sts' run directory")
+    if not 1 <= settings.port <= 65535:
+        raise KluekitError(f"--port: {settings.port} is not a port number (1-65535)")
+
+
+def serve(settings: ServeSettings) -> None:
+    """Load the models, listen on --host/--port, answer requests until interrupted."""
+    check_inputs(settings)
+    import torch
+    import uvicorn
+
+    from .app import create_app
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                                           log_level=settings.log_level, lifespan="on",
+                                           timeout_graceful_shutdown=10))
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"kluekit: serving on {url} once the model is loaded (API docs: {url}/docs); Ctrl-C stops", flush=True)
+
+    def stop(signum, frame):
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, stop)  # uvicorn re-raises the signal after its graceful shutdown
+    try:
+        server.run()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    except SystemExit:  # uvicorn exits when it cannot listen (port taken); it has logged why
+        raise KluekitError(f"cannot listen on {settings.host}:{settings.port} (see the messages above)") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        raise KluekitError("the server did not start (see the messages above)")
+    print("kluekit: server stopped", flush=True)
+
+
+SERVE = Command(options=ServeSettings, run="kluekit.serving.commands:serve",
+                help="serve the bi-encoder over HTTP: /similarity, /similarity/csv, /search, /health (docs at /docs)")

@@ -1,0 +1,104 @@
+"""Request and response bodies of the HTTP API, with descriptions and examples shown at /docs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+COSINE = "cosine similarity of the two sentence embeddings, from -1 to 1"
+SCORE = "cosine on the STS 0-5 scale: 5 * max(cosine, 0) (0: unrelated or opposite, 5: same meaning)"
+RERANK = "the cross-encoder's STS score (0-5); only when rerank was asked for, else null"
+
+
+class Pair(BaseModel):
+    sentence1: str = Field(description="first sentence", examples=["오늘 날씨가 정말 좋네요."])
+    sentence2: str = Field(description="second sentence", examples=["날씨가 아주 맑고 좋습니다."])
+
+
+class SimilarityRequest(BaseModel):
+    """One pair (``sentence1`` + ``sentence2``) or a batch (``pairs``), not both."""
+
+    sentence1: str | None = Field(None, description="first sentence (a single pair)")
+    sentence2: str | None = Field(None, description="second sentence (a single pair)")
+    pairs: list[Pair] | None = Field(None, description="a batch of pairs (at most --max-pairs)")
+    rerank: bool = Field(False, description="also score each pair with the cross-encoder (--cross-encoder)")
+
+    model_config = {"json_schema_extra": {"examples": [
+        {"sentence1": "오늘 날씨가 정말 좋네요.", "sentence2": "날씨가 아주 맑고 좋습니다."},
+        {"pairs": [{"sentence1": "배송이 빨라요.", "sentence2": "물건이 금방 도착했어요."},
+                   {"sentence1": "배송이 빨라요.", "sentence2": "가격이 비싸요."}], "rerank": False},
+    ]}}
+
+    @model_validator(mode="after")
+    def one_form(self) -> "SimilarityRequest":
+        single = self.sentence1 is not None or self.sentence2 is not None
+        if single and self.pairs is not None:
+            raise ValueError("give either sentence1 and sentence2, or pairs, not both")
+        if self.pairs is None and (self.sentence1 is None or self.sentence2 is None):
+            raise ValueError("give sentence1 and sentence2 (one pair) or pairs (a list of pairs)")
+        return self
+
+    def pair_list(self) -> list[tuple[str, str]]:
+        if self.pairs is not None:
+            return [(p.sentence1, p.sentence2) for p in self.pairs]
+        return [(self.sentence1, self.sentence2)]
+
+
+class PairScore(BaseModel):
+    sentence1: str = Field(description="first sentence, as given")
+    sentence2: str = Field(description="second sentence, as given")
+    cosine: float = Field(description=COSINE, examples=[0.83])
+    score: float = Field(description=SCORE, examples=[4.15])
+    rerank_score: float | None = Field(None, description=RERANK, examples=[None])
+
+
+class BatchSimilarityResponse(BaseModel):
+    results: list[PairScore] = Field(description="one result per pair, in request order")
+
+
+class RowScore(BaseModel):
+    index: int = Field(description="0-based index of the data row in the file (the header is not a row)")
+    text: str = Field(description="the row's text in the chosen column")
+    cosine: float = Field(description=COSINE)
+    score: float = Field(description=SCORE)
+
+
+class CsvScoreResponse(BaseModel):
+    sentence: str = Field(description="the base sentence every row was compared with")
+    column: str = Field(description="the column that was scored")
+    rows: int = Field(description="number of rows scored (non-empty cells of the column)")
+    empty: int = Field(description="rows skipped because their cell was empty")
+    results: list[RowScore] = Field(description="rows by score, best first (ties: lower index first), "
+                                                "at most top_k of them")
+
+
+class SearchHit(BaseModel):
+    rank: int = Field(description="1 for the closest text")
+    id: int = Field(description="0-based position of the text in the corpus")
+    text: str = Field(description="the corpus text")
+    cosine: float = Field(description=COSINE)
+    score: float = Field(description=SCORE)
+
+
+class SearchResponse(BaseModel):
+    query: str
+    k: int = Field(description="number of results asked for")
+    results: list[SearchHit] = Field(description="closest corpus texts, best first")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="'ok' once the model is loaded", examples=["ok"])
+    model: str = Field(description="bi-encoder path (--model)")
+    dim: int = Field(description="embedding size")
+    corpus: str | None = Field(description="corpus file (--corpus), if any")
+    corpus_size: int | None = Field(description="texts in the search index, if any")
+    index: str | None = Field(description="index kind: exact or faiss")
+    cross_encoder: str | None = Field(description="cross-encoder run directory (--cross-encoder), if any")
+    limits: dict[str, int] = Field(description="the limits this server enforces")
+    batching: dict[str, int | float] = Field(description="micro-batching settings and counters since start: "
+                                                   "requests, batches (model calls), texts encoded")
+    versions: dict[str, str] = Field(description="library versions")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong with the request and how to fix it",
+                        examples=["sentence1: the text is empty"])

@@ -1,0 +1,167 @@
+"""What the HTTP API does, without HTTP: pair similarity, scoring a column against a sentence, corpus search.
+
+Scores: ``cosine`` is the cosine similarity of the two unit-length embeddings (-1 to 1); ``score`` maps it
+onto the STS 0-5 scale as ``5 * max(cosine, 0)`` (unrelated or opposite sentences are 0, identical ones 5).
+With a cross-encoder loaded, ``rerank`` adds its own 0-5 STS score for each pair.
+
+    service = load_service(ServeSettings(model="runs/biencoder"))
+    await service.start()
+    await service.similarity([("오늘 날씨 어때?", "오늘 날씨가 어떤가요?")])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import numpy as np
+
+from .batcher import MicroBatcher
+from .errors import invalid, unavailable
+from .settings import ServeSettings
+
+logger = logging.getLogger("kluekit")
+
+
+def to_score(cosine: np.ndarray) -> np.ndarray:
+    """Cosine (-1..1) on the STS 0-5 scale: ``5 * max(cosine, 0)``."""
+    return 5.0 * np.clip(np.asarray(cosine, dtype=np.float64), 0.0, 1.0)
+
+
+class SimilarityService:
+    """The loaded bi-encoder (behind a micro-batcher), the optional corpus index and cross-encoder."""
+
+    def __init__(self, settings: ServeSettings, model, index=None, cross_encoder=None):
+        from ..embedding.encoding import embedding_dim, encode
+
+        self.settings, self.model, self.index, self.cross_encoder = settings, model, index, cross_encoder
+        self.dim = embedding_dim(model)
+        self.batcher = MicroBatcher(lambda texts: encode(model, texts, batch_size=settings.encode_batch_size),
+                                    max_texts=settings.batch_max_texts, max_wait_ms=settings.batch_wait_ms)
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    # -- checks -------------------------------------------------------------------------------------
+    def check_text(self, text: str, where: str) -> str:
+        """The text itself; 422 naming ``where`` if it is empty, blank or longer than --max-text-chars."""
+        if not text or not text.strip():
+            raise invalid(f"{where}: the text is empty")
+        if len(text) > self.settings.max_text_chars:
+            raise invalid(f"{where}: the text is {len(text)} characters long; the limit is "
+                          f"{self.settings.max_text_chars} (--max-text-chars)")
+        return text
+
+    def check_k(self, k: int, where: str, allow_zero: bool = False) -> int:
+        low = 0 if allow_zero else 1
+        if not low <= k <= self.settings.max_k:
+            raise invalid(f"{where}: {k} is out of range; it must be between {low} and {self.settings.max_k} "
+                          "(--max-k)" + (" (0: all rows)" if allow_zero else ""))
+        return k
+
+    # -- pair similarity ------------------------------------------------------------------------------
+    async def similarity(self, pairs: list[tuple[str, str]], rerank: bool = False) -> list[dict]:
+        """One dict per pair: sentence1, sentence2, cosine, score (0-5) and, with ``rerank``, rerank_score."""
+        if not pairs:
+            raise invalid("pairs: give at least one pair")
+        if len(pairs) > self.settings.max_pairs:
+            raise invalid(f"pairs: {len(pairs)} pairs; the limit is {self.settings.max_pairs} (--max-pairs)")
+        single = len(pairs) == 1
+        for i, (a, b) in enumerate(pairs):
+            self.check_text(a, "sentence1" if single else f"pairs[{i}].sentence1")
+            self.check_text(b, "sentence2" if single else f"pairs[{i}].sentence2")
+        if rerank and self.cross_encoder is None:
+            raise unavailable("rerank: no cross-encoder loaded; start the server with --cross-encoder RUN_DIR "
+                              "(a 'kluekit train sts' run directory)")
+        vectors = await self.batcher.encode([text for pair in pairs for text in pair])
+        cosine = np.einsum("ij,ij->i", vectors[0::2].astype(np.float64), vectors[1::2].astype(np.float64))
+        cosine = np.clip(cosine, -1.0, 1.0)
+        rerank_scores = await self.batcher.run(self.cross_encoder, list(pairs)) if rerank else None
+        return [{"sentence1": a, "sentence2": b, "cosine": float(c), "score": float(s),
+                 "rerank_score": None if rerank_scores is None else float(rerank_scores[i])}
+                for i, ((a, b), c, s) in enumerate(zip(pairs, cosine, to_score(cosine)))]
+
+    # -- a column against one sentence ---------------------------------------------------------------
+    async def score_rows(self, sentence: str, rows: list[tuple[int, str]], top_k: int) -> list[dict]:
+        """``rows`` ((row index, text)) scored against ``sentence``, best first (ties: lower index first),
+        cut to ``top_k`` (0: all)."""
+        self.check_text(sentence, "sentence")
+        self.check_k(top_k, "top_k", allow_zero=True)
+        for index, text in rows:
+            self.check_text(text, f"file: row index {index}")
+        if not rows:
+            raise invalid("file: the column has no non-empty text")
+        vectors = await self.batcher.encode([sentence] + [text for _, text in rows])
+        cosine = np.clip(vectors[1:].astype(np.float64) @ vectors[0].astype(np.float64), -1.0, 1.0)
+        order = np.lexsort((np.array([i for i, _ in rows]), -cosine))
+        if top_k:
+            order = order[:top_k]
+        scores = to_score(cosine)
+        return [{"index": rows[j][0], "text": rows[j][1], "cosine": float(cosine[j]), "score": float(scores[j])}
+                for j in order]
+
+    # -- corpus search --------------------------------------------------------------------------------
+    async def search(self, query: str, k: int) -> list[dict]:
+        """The ``k`` corpus texts closest to ``query``: rank, id (row in the corpus), text, cosine, score."""
+        if self.index is None:
+            raise unavailable("no corpus: start the server with --corpus FILE to use /search")
+        self.check_text(query, "q")
+        self.check_k(k, "k")
+        vector = await self.batcher.encode([query])
+        scores, ids = await self.batcher.run(self.index.search, vector, k)
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return [{"rank": rank, "id": i, "text": self.index.texts[i], "cosine": min(max(s, -1.0), 1.0),
+                 "score": float(to_score(s))} for rank, (i, s) in enumerate(hits, start=1)]
+
+    # -- status ---------------------------------------------------------------------------------------
+    def health(self) -> dict:
+        from .. import __version__
+        from ..rundir import versions
+
+        limits = {name: getattr(self.settings, name) for name in
+                  ("max_text_chars", "max_pairs", "max_upload_bytes", "max_rows", "max_k")}
+        try:
+            import fastapi
+            import sentence_transformers
+            extra = {"sentence_transformers": sentence_transformers.__version__, "fastapi": fastapi.__version__}
+        except ImportError:  # pragma: no cover - both are dependencies
+            extra = {}
+        return {
+            "status": "ok",
+            "model": self.settings.model,
+            "dim": self.dim,
+            "corpus": self.settings.corpus,
+            "corpus_size": None if self.index is None else len(self.index),
+            "index": None if self.index is None else self.index.kind,
+            "cross_encoder": None if self.cross_encoder is None else self.cross_encoder.run_dir,
+            "limits": limits,
+            "batching": {"max_texts": self.settings.batch_max_texts, "max_wait_ms": self.settings.batch_wait_ms,
+                         **self.batcher.stats.as_dict()},
+            "versions": {**versions(), **extra, "kluekit": __version__},
+        }
+
+
+def load_service(settings: ServeSettings) -> SimilarityService:
+    """Load the bi-encoder, index the corpus (or reuse --index-dir) and load the cross-encoder; slow, blocking."""
+    from ..embedding.corpus import build_index
+    from ..embedding.encoding import load_biencoder
+
+    logger.info("loading the bi-encoder %s", settings.model)
+    model = load_biencoder(settings.model)
+    index = None
+    if settings.corpus:
+        logger.info("indexing the corpus %s", settings.corpus)
+        index = build_index(model, settings.corpus, column=settings.column, kind=settings.index,
+                            index_dir=settings.index_dir, batch_size=settings.encode_batch_size, progress=False)
+    cross_encoder = None
+    if settings.cross_encoder:
+        from .rerank import CrossEncoderScorer
+
+        logger.info("loading the cross-encoder %s", settings.cross_encoder)
+        cross_encoder = CrossEncoderScorer(settings.cross_encoder, settings.rerank_max_length,
+                                           settings.encode_batch_size)
+    logger.debug("settings: %s", asdict(settings))
+    return SimilarityService(settings, model, index, cross_encoder)

@@ -1,0 +1,53 @@
+"""Options of ``kluekit serve``: what to load and every limit the API enforces.
+
+One dataclass serves as the command's options (``kluekit serve --max-rows 5000``) and as the app's
+settings (``create_app(ServeSettings(model="path/to/biencoder"))``). Kept free of heavy imports so
+that building the CLI parser stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import opt
+
+INDEX_KINDS = ["exact", "faiss"]
+
+
+@dataclass
+class ServeSettings:
+    """What ``kluekit serve`` loads and the limits it enforces on every request."""
+
+    model: str = opt(None, "bi-encoder: a sentence-transformers directory (e.g. from 'kluekit train biencoder'), "
+                           "or any encoder directory (mean pooling)", required=True)
+    corpus: str | None = opt(None, "corpus file (CSV/TSV/JSONL/text) to index at start for GET /search")
+    column: str | None = opt(None, "corpus column holding the sentences (default: detected)")
+    index_dir: str | None = opt(None, "folder to keep the corpus index in; reused when built from the same "
+                                      "corpus, model and index kind")
+    index: str = opt("exact", "search index: exact (brute-force cosine) or faiss", choices=INDEX_KINDS)
+    cross_encoder: str | None = opt(None, "run directory of 'kluekit train sts': lets /similarity rerank with it")
+    host: str = opt("127.0.0.1", "address to listen on (0.0.0.0 to accept other machines)")
+    port: int = opt(8000, "port to listen on", minimum=1)
+    max_text_chars: int = opt(1000, "longest accepted text, in characters", minimum=1)
+    max_pairs: int = opt(256, "most sentence pairs in one POST /similarity", minimum=1)
+    max_upload_bytes: int = opt(5_000_000, "largest accepted CSV upload (and request body), in bytes", minimum=1)
+    max_rows: int = opt(10_000, "most data rows in an uploaded CSV", minimum=1)
+    max_k: int = opt(100, "largest k of /search and top_k of /similarity/csv", minimum=1)
+    batch_max_texts: int = opt(64, "micro-batching: most texts encoded in one model call", minimum=1)
+    batch_wait_ms: float = opt(2.0, "micro-batching: how long to wait for more requests before encoding, "
+                                    "in milliseconds", minimum=0)
+    encode_batch_size: int = opt(64, "batch size of the bi-encoder (and corpus indexing)", minimum=1)
+    rerank_max_length: int = opt(0, "cross-encoder max tokens per pair (0: the run's own --max-length)", minimum=0)
+    threads: int = opt(0, "torch CPU threads (0: torch's own choice)", minimum=0)
+    log_level: str = opt("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest request body: the upload limit or the largest batch of pairs (two texts of up to 6 bytes
+        a character, as JSON escapes them), plus room for the multipart envelope and the other fields."""
+        return max(self.max_upload_bytes, 12 * self.max_pairs * self.max_text_chars) + 64 * 1024
+
+    @property
+    def upload_request_bytes(self) -> int:
+        """Largest body of POST /similarity/csv: the upload limit, the form fields and the multipart envelope."""
+        return self.max_upload_bytes + 6 * self.max_text_chars + 64 * 1024
