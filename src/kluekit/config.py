@@ -21,8 +21,24 @@ SCHEDULERS = ["linear", "cosine", "constant"]
 
 
 def opt(default, help: str, choices=None, required=False, minimum=None):
-    """A dataclass field carrying its CLI help, allowed values and lower bound."""
-    return field(default=default, metadata=dict(help=help, choices=choices, required=required, minimum=minimum))
+    """A dataclass field carrying its CLI help, allowed values and lower bound.
+
+    A list default (``opt([], ...)`` on a ``list[str]`` field) makes an option that takes one or more
+    values and may be repeated (``--train a.csv b.tsv --train c.json``); each field gets its own copy.
+    """
+    metadata = dict(help=help, choices=choices, required=required, minimum=minimum)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def is_list(f: dataclasses.Field) -> bool:
+    """A field declared ``list[...]``: its option takes several values."""
+    return str(f.type).startswith(("list", "typing.List"))
+
+
+def default_of(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclass
@@ -93,11 +109,16 @@ def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict 
         meta = dict(f.metadata)
         if choices and f.name in choices:
             meta["choices"] = list(choices[f.name])
-        suffix = " (required)" if meta.get("required") else "" if "default" in meta["help"] or f.default is None \
-            else f" (default: {f.default})"
+        default = default_of(f)
+        suffix = " (required)" if meta.get("required") else "" if "default" in meta["help"] or default in (None, []) \
+            else f" (default: {default})"
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=meta["help"] + suffix)
         if f.type in (bool, "bool"):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if is_list(f):
+            group.add_argument(flag(f.name), action="extend", nargs="+", metavar="FILE" if "file" in meta["help"]
+                               else None, **kwargs)
             continue
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         if meta.get("choices"):
@@ -108,13 +129,16 @@ def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict 
 def build(cls, values: dict):
     """Make ``cls`` from parsed values, checking required options, choices and bounds."""
     names = {f.name: f for f in dataclasses.fields(cls)}
+    values = dict(values)
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise KluekitError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
     for name, f in names.items():
         meta = f.metadata
-        value = values.get(name, f.default)
-        if meta.get("required") and value is None:
+        value = values.get(name, default_of(f))
+        if is_list(f):
+            value = values[name] = [] if value is None else [value] if isinstance(value, str) else [str(v) for v in value]
+        if meta.get("required") and value in (None, []):
             raise KluekitError(f"{flag(name)} is required: {meta['help']}")
         if meta.get("choices") and value not in meta["choices"]:
             raise KluekitError(f"{flag(name)}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
