@@ -104,6 +104,7 @@ def build_index(model, corpus_path, column: str | None = None, kind: str = "exac
     old = reusable(index_dir, key) if source else None
     if old is not None and old.kind == kind:
         log.info("reusing the index in %s (%d texts, built from the same corpus, column and model)", index_dir, len(old))
+        old.reused = True
         return old
     if old is not None:
         log.info("reusing the embeddings in %s; building the %s search structure", index_dir, kind)
