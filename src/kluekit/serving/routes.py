@@ -44,28 +44,29 @@ def build_router(body_limit: int, csv_body_limit: int) -> APIRouter:
         sentence2: Annotated[str, Query(description="second sentence", examples=["날씨가 아주 맑고 좋습니다."])],
         rerank: Annotated[bool, Query(description="also score with the cross-encoder (--cross-encoder)")] = False,
     ):
-        return (await service.similarity([(sentence1, sentence2)], rerank))[0]
+        return (await service.similarity([(sentence1, sentence2)], rerank, batch=False))[0]
 
     @router.post("/similarity", response_model=PairScore | BatchSimilarityResponse, responses=ERRORS,
                  tags=["similarity"], summary="Similarity of one pair or of a batch of pairs", max_body_size=body_limit,
                  description="A single pair (sentence1, sentence2) answers one result; `pairs` answers "
                              "`{\"results\": [...]}` in request order.")
     async def similarity_post(service: Service, body: SimilarityRequest):
-        results = await service.similarity(body.pair_list(), body.rerank)
+        results = await service.similarity(body.pair_list(), body.rerank, batch=body.pairs is not None)
         return results[0] if body.pairs is None else {"results": results}
 
     @router.post("/similarity/csv", response_model=CsvScoreResponse, responses=ERRORS, tags=["similarity"],
                  summary="Score one column of an uploaded CSV against a sentence", max_body_size=csv_body_limit)
     async def similarity_csv(
         service: Service,
-        sentence: Annotated[str, Form(description="the base sentence every row is compared with")],
         file: Annotated[UploadFile, File(description="CSV or TSV with a header row; UTF-8 (BOM ok) or CP949")],
+        sentence: Annotated[str | None, Form(description="the base sentence every row is compared with "
+                                                         "(required)")] = None,
         column: Annotated[str | None, Form(description="column to score (default: the only column, "
                                                        "else 'sentence' or 'text')")] = None,
         top_k: Annotated[int, Form(description="return the best top_k rows (0: all rows)")] = 10,
     ):
         settings = service.settings
-        service.check_text(sentence, "sentence")
+        service.check_text(sentence or "", "sentence")  # an empty form field arrives as None
         service.check_k(top_k, "top_k", allow_zero=True)
         raw = await read_limited(file, settings.max_upload_bytes)
         frame = parse_table(decode(raw), file.filename, settings.max_rows)

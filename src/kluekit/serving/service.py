@@ -63,16 +63,17 @@ class SimilarityService:
         return k
 
     # -- pair similarity ------------------------------------------------------------------------------
-    async def similarity(self, pairs: list[tuple[str, str]], rerank: bool = False) -> list[dict]:
-        """One dict per pair: sentence1, sentence2, cosine, score (0-5) and, with ``rerank``, rerank_score."""
+    async def similarity(self, pairs: list[tuple[str, str]], rerank: bool = False, batch: bool = True) -> list[dict]:
+        """One dict per pair: sentence1, sentence2, cosine, score (0-5) and, with ``rerank``, rerank_score.
+
+        ``batch``: errors name ``pairs[i].sentence1`` (else just ``sentence1``)."""
         if not pairs:
             raise invalid("pairs: give at least one pair")
         if len(pairs) > self.settings.max_pairs:
             raise invalid(f"pairs: {len(pairs)} pairs; the limit is {self.settings.max_pairs} (--max-pairs)")
-        single = len(pairs) == 1
         for i, (a, b) in enumerate(pairs):
-            self.check_text(a, "sentence1" if single else f"pairs[{i}].sentence1")
-            self.check_text(b, "sentence2" if single else f"pairs[{i}].sentence2")
+            self.check_text(a, f"pairs[{i}].sentence1" if batch else "sentence1")
+            self.check_text(b, f"pairs[{i}].sentence2" if batch else "sentence2")
         if rerank and self.cross_encoder is None:
             raise unavailable("rerank: no cross-encoder loaded; start the server with --cross-encoder RUN_DIR "
                               "(a 'kluekit train sts' run directory)")

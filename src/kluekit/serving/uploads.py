@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 
 import pandas as pd
 
@@ -58,8 +59,12 @@ def parse_table(text: str, filename: str | None, max_rows: int) -> pd.DataFrame:
     if not text.strip():
         raise invalid("file: the file is empty")
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=_separator(text, filename), dtype=str, keep_default_na=False,
-                            skip_blank_lines=True, nrows=max_rows + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), sep=_separator(text, filename), dtype=str, keep_default_na=False,
+                                skip_blank_lines=True, nrows=max_rows + 1, index_col=False)
+    except pd.errors.ParserWarning:
+        raise invalid("file: a row has more fields than the header; quote texts that contain the separator") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise invalid(f"file: cannot parse it as CSV/TSV (a header row, then one row per text): {first}") from None
