@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModel, AutoModelForSequenceClassification
 
 from conftest import shared_path
 from kluekit import cli
@@ -76,7 +76,10 @@ def test_tiny_model_learns_relations(trained, re_tiny_model, re_files, tmp_path)
 
 
 def test_saved_model_carries_the_label_map(trained):
-    model = AutoModelForSequenceClassification.from_pretrained(trained[0])
+    # typed markers pool the entity states by default: the run holds an encoder checkpoint + the head's weights
+    assert json.loads((trained[0] / "kluekit.json").read_text())["task_options"]["pooling"] == "entity"
+    assert (trained[0] / "entity_head.safetensors").is_file()
+    model = AutoModel.from_pretrained(trained[0])
     assert model.config.num_labels == 30
     assert [model.config.id2label[i] for i in range(30)] == list(COMPETITION_LABELS)
     assert model.config.label2id["no_relation"] == 0
@@ -105,11 +108,15 @@ def test_evaluate_writes_confusion_matrix_and_per_class_table(trained, re_files,
     assert {"pred_label", "pred_prob"} <= set(predictions.columns) and len(predictions) == 1000
 
 
-@pytest.mark.parametrize("style, loss", [("baseline", "weighted_ce"), ("marker", "focal")])
-def test_other_entity_styles_and_losses_train(re_tiny_model, re_files, tmp_path, style, loss):
+@pytest.mark.parametrize("style, loss, pooling", [("baseline", "weighted_ce", "auto"), ("marker", "focal", "entity"),
+                                                  ("typed", "ce", "cls")])
+def test_other_entity_styles_losses_and_poolings_train(re_tiny_model, re_files, tmp_path, style, loss, pooling):
     result = train(re_tiny_model, re_files, tmp_path / style, "--max-steps", 20, "--entity-style", style,
-                   "--loss", loss)
+                   "--loss", loss, "--pooling", pooling)
     assert result["steps"] == 20 and np.isfinite(result["best"]["micro_f1"])
+    if pooling != "entity":  # [CLS] pooling: a plain sequence-classification checkpoint
+        assert not (tmp_path / style / "entity_head.safetensors").exists()
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / style)
     if style == "marker":  # the four marker tokens were added to the saved tokenizer
         from transformers import AutoTokenizer
 

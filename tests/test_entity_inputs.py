@@ -11,8 +11,8 @@ import re
 import pandas as pd
 import pytest
 
-from kluekit.data.entity_inputs import (ELISION, MARKER_TOKENS, STYLES, encode_relations, entity_texts,
-                                        mark_entities, markers)
+from kluekit.data.entity_inputs import (ELISION, MARKER_TOKENS, STYLES, encode_relations, entity_positions,
+                                        entity_texts, mark_entities, markers)
 from kluekit.data.re import COMPETITION_LABELS, read_re
 from kluekit.errors import KluekitError
 
@@ -341,3 +341,43 @@ def test_context_is_split_evenly_and_one_side_takes_what_the_other_cannot_use(e5
     assert before >= 8 and abs(before - after) <= 2, tokens
     tokens = e5.convert_ids_to_tokens(out["input_ids"][1])
     assert tokens[1] == "[E1]" and len(tokens) - 2 - tokens.index("[/E2]") >= 20, tokens
+
+
+def piece(tokenizer, token_id: int) -> str:
+    return tokenizer.convert_ids_to_tokens(int(token_id)).lstrip("▁").removeprefix("##")
+
+
+TYPED, MARKER = ("typed", (("@", "*"), ("#", "^"))), ("marker", (("[E1]",), ("[E2]",)))
+
+
+@pytest.mark.parametrize("tokenizer_name, style, opening", [("e5", *TYPED), ("e5", *MARKER), ("wordpiece", *MARKER)])
+@pytest.mark.parametrize("max_length", [256, 28])  # 28: most of these long rows are windowed or squeezed
+def test_entity_positions_point_at_the_opening_markers(request, dev, style, opening, max_length, tokenizer_name):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    rows = pd.concat([dev.head(300), dev[dev["sentence"].str.len() > 200]]).reset_index(drop=True)
+    ids = encode_relations(rows, tokenizer, max_length, style)["input_ids"]
+    positions = entity_positions(ids, tokenizer, style)
+    assert len(positions) == len(rows)
+    subject_first = ((rows["subj_start"] < rows["obj_start"]) |
+                     ((rows["subj_start"] == rows["obj_start"]) & (rows["subj_end"] >= rows["obj_end"]))).to_numpy()
+    for row_ids, (s, o), first in zip(ids, positions, subject_first):
+        for position, pieces in ((s, opening[0]), (o, opening[1])):
+            assert [piece(tokenizer, t) for t in row_ids[position:position + len(pieces)]] == list(pieces)
+        assert (s < o) == first  # each points at its own entity's marker, in sentence order
+
+
+def test_entity_positions_in_a_subject_after_object_sentence(e5):
+    frame = frame_of((SENTENCE, SUBJ, OBJ))
+    ids = encode_relations(frame, e5, 128, "typed")["input_ids"]
+    [[s, o]] = entity_positions(ids, e5, "typed")
+    tokens = e5.convert_ids_to_tokens(ids[0])
+    assert o < s and tokens[s].endswith("@") and tokens[o].endswith("#")
+    assert "ORG" in "".join(tokens[s:s + 5]) and "PER" in "".join(tokens[o:o + 5])
+
+
+def test_entity_positions_need_markers_the_tokenizer_knows(e5, wordpiece):
+    with pytest.raises(KluekitError, match="'marker' or 'typed'"):
+        entity_positions([[0, 5, 2]], e5, "baseline")
+    assert wordpiece.convert_tokens_to_ids("@") == wordpiece.unk_token_id  # never seen in its training text
+    with pytest.raises(KluekitError, match="no piece for '@'"):
+        entity_positions([[0, 5, 2]], wordpiece, "typed")

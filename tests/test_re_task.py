@@ -65,3 +65,24 @@ def test_outputs_are_probabilities_and_submission_is_well_formed(tmp_path):
 def test_marker_style_asks_for_its_special_tokens():
     assert task(entity_style="marker").special_tokens == ("[E1]", "[/E1]", "[E2]", "[/E2]")
     assert task(entity_style="typed").special_tokens == ()
+
+
+def test_pooling_auto_resolves_by_entity_style_and_entity_pooling_needs_markers():
+    from kluekit.errors import KluekitError
+    from kluekit.heads import EntityPairClassifier
+
+    assert task(entity_style="typed").options.pooling == "entity"
+    assert task(entity_style="marker").model_class() is EntityPairClassifier
+    assert task(entity_style="baseline").options.pooling == "cls"
+    assert task(entity_style="typed", pooling="cls").model_class() is None
+    with pytest.raises(KluekitError, match="--pooling entity"):
+        task(entity_style="baseline", pooling="entity")
+
+
+def test_runs_saved_before_the_pooling_option_keep_cls_pooling():
+    from kluekit.modeling import run_task
+
+    old = run_task({"task": "re", "task_options": {"entity_style": "typed", "label_map": None, "loss": "ce",
+                                                   "focal_gamma": 2.0, "skip_bad_rows": False}})
+    assert old.options.pooling == "cls"
+    assert run_task({"task": "re", "task_options": {"entity_style": "typed", "pooling": "entity"}}).options.pooling == "entity"

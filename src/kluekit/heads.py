@@ -21,6 +21,8 @@ from torch import nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .errors import KluekitError
+
 HEAD_FILE = "entity_head.safetensors"
 
 
@@ -55,6 +57,8 @@ class EntityPairClassifier(nn.Module):
         head_file = Path(name) / HEAD_FILE
         if head_file.is_file():
             model.head.load_state_dict(load_file(str(head_file)))
+        elif not config_kwargs and (Path(name) / "kluekit.json").is_file():  # a run must not get a random head
+            raise KluekitError(f"--model: {name} has no {HEAD_FILE}: it was not trained with --pooling entity")
         return model
 
     def save_pretrained(self, directory, **kwargs) -> None:

@@ -60,7 +60,8 @@ def read_run_info(run_dir) -> dict:
 def run_task(info: dict) -> Task:
     """The task object a run was trained for, with its options and labels."""
     task_class = get_task_class(info["task"])
-    return task_class(task_class.Options(**info.get("task_options", {})), labels=info.get("labels"))
+    options = {**task_class.Options.LEGACY, **info.get("task_options", {})}
+    return task_class(task_class.Options(**options), labels=info.get("labels"))
 
 
 def load_run_model(run_dir, task: Task, device: torch.device):

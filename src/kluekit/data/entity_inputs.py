@@ -21,6 +21,7 @@ Rows longer than ``max_length`` are windowed, never cut blindly (see ``encode_re
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ import pandas as pd
 
 from ..errors import KluekitError
 
+log = logging.getLogger("kluekit")
 STYLES = ("baseline", "marker", "typed")
 MARKER_TOKENS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 ELISION = " ... "  # joins the two kept pieces when the text between far-apart entities is cut
@@ -281,14 +283,18 @@ def _piece_ids(tokenizer, text: str) -> set[int]:
             if piece == text or piece.lstrip("▁Ġ").removeprefix("##") == text}
 
 
-def _opening_patterns(tokenizer, style: str) -> tuple[list[set[int]], list[set[int]]]:
+def _opening_patterns(tokenizer, style: str) -> list[list[set[int]]]:
     """Token patterns that start the subject's and the object's opening marker."""
-    if style == "marker":
-        return [_piece_ids(tokenizer, "[E1]")], [_piece_ids(tokenizer, "[E2]")]
-    if style == "typed":  # "@ * TYPE *" and "# ^ TYPE ^"
-        return ([_piece_ids(tokenizer, "@"), _piece_ids(tokenizer, "*")],
-                [_piece_ids(tokenizer, "#"), _piece_ids(tokenizer, "^")])
-    raise KluekitError(f"entity pooling needs marked entities: entity style 'marker' or 'typed', not {style!r}")
+    if style not in ("marker", "typed"):
+        raise KluekitError(f"entity pooling needs marked entities: entity style 'marker' or 'typed', not {style!r}")
+    # "[E1]" and "[E2]"; typed: "@ * TYPE *" and "# ^ TYPE ^"
+    texts = [["[E1]"], ["[E2]"]] if style == "marker" else [["@", "*"], ["#", "^"]]
+    patterns = [[_piece_ids(tokenizer, text) for text in pattern] for pattern in texts]
+    missing = [text for pattern, ids in zip(texts, patterns) for text, found in zip(pattern, ids) if not found]
+    if missing:
+        raise KluekitError(f"the tokenizer has no piece for {missing[0]!r} (it becomes unknown), so the {style} "
+                           f"markers cannot be found: choose another --entity-style or --pooling cls")
+    return patterns
 
 
 def entity_positions(input_ids: list[list[int]], tokenizer, style: str) -> list[list[int]]:
@@ -297,7 +303,7 @@ def entity_positions(input_ids: list[list[int]], tokenizer, style: str) -> list[
     A row where a marker cannot be found (it never should) points at the first token."""
     patterns = [[np.fromiter(allowed, dtype=np.int64) for allowed in pattern]
                 for pattern in _opening_patterns(tokenizer, style)]
-    positions = []
+    positions, lost = [], 0
     for ids in input_ids:
         ids = np.asarray(ids)
         row = []
@@ -307,5 +313,8 @@ def entity_positions(input_ids: list[list[int]], tokenizer, style: str) -> list[
                 hit &= np.isin(ids[offset:len(ids) - len(pattern) + 1 + offset], allowed)
             found = np.flatnonzero(hit)
             row.append(int(found[0]) if len(found) else 0)
+            lost += not len(found)
         positions.append(row)
+    if lost:
+        log.warning("%d entity marker(s) not found in the encoded rows: those rows read the first token instead", lost)
     return positions

@@ -16,6 +16,7 @@ Example (what the runner does with any task)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ import torch
 @dataclass
 class TaskOptions:
     """Options of one task (subclasses add fields declared with ``config.opt``)."""
+
+    # values for options that runs saved before the option existed did not record (their old behaviour)
+    LEGACY: ClassVar[dict] = {}
 
 
 class Task:

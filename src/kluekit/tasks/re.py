@@ -8,9 +8,11 @@ The entities reach the model through the input text (``--entity-style``): the co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +26,20 @@ from ..errors import KluekitError
 from .base import Task, TaskOptions
 
 LOSSES = ("ce", "weighted_ce", "focal")
-POOLINGS = ("cls", "entity")
+POOLINGS = ("auto", "cls", "entity")
 log = logging.getLogger("kluekit")
 
 
 @dataclass
 class REOptions(TaskOptions):
+    LEGACY: ClassVar[dict] = {"pooling": "cls"}  # runs from before --pooling read [CLS] only
     entity_style: str = opt("typed", "how entities are shown to the model: baseline ('subject [SEP] object' + "
                                      "sentence), marker ([E1] [/E1] [E2] [/E2]) or typed (@ * PER * ... @, # ^ ORG ^ ... #)",
                             choices=list(STYLES))
     label_map: str | None = opt(None, "JSON file of label name -> id (default: the competition's dict_label_to_num)")
-    pooling: str = opt("cls", "what the classifier reads: the [CLS] state (cls) or the [CLS] state with the "
-                              "states at the subject's and object's opening markers (entity; needs marker or typed)",
-                       choices=list(POOLINGS))
+    pooling: str = opt("auto", "what the classifier reads: the [CLS] state (cls), or the [CLS] state with the "
+                               "states at the subject's and object's opening markers (entity; needs marker or typed); "
+                               "auto: entity where the style has markers, else cls", choices=list(POOLINGS))
     loss: str = opt("ce", "cross-entropy, class-weighted cross-entropy (balanced weights) or focal loss",
                     choices=list(LOSSES))
     focal_gamma: float = opt(2.0, "focusing parameter of the focal loss", minimum=0)
@@ -56,6 +59,9 @@ class RETask(Task):
     def __init__(self, options=None, labels=None):
         super().__init__(options, labels)
         self.class_weights: np.ndarray | None = None
+        if self.options.pooling == "auto":  # resolved here, so the run records what was used
+            pooling = "cls" if self.options.entity_style == "baseline" else "entity"
+            self.options = dataclasses.replace(self.options, pooling=pooling)
         if self.options.pooling == "entity" and self.options.entity_style == "baseline":
             raise KluekitError("--pooling entity reads the entity markers: use --entity-style typed or marker "
                                "(the baseline style has none)")
