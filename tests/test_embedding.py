@@ -214,6 +214,23 @@ def test_train_biencoder_learns_and_saves_a_sentence_transformer(tiny_model, sts
     assert again["spearman"] == pytest.approx(best, abs=1e-3)  # the saved model is the best epoch's
 
 
+def test_train_biencoder_prompt_is_saved_as_the_default_prompt(tiny_model, sts_files, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from kluekit.embedding.training import features
+
+    result = kluekit("train", "biencoder", "--model", tiny_model, "--train", sts_files / "korsts.tsv",
+                     "--output-dir", tmp_path / "run", "--epochs", 1, "--prompt", "query: ", "--no-tensorboard")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert config["prompts"][config["default_prompt_name"]] == "query: "
+    model = SentenceTransformer(str(tmp_path / "run"), device="cpu")
+    np.testing.assert_allclose(model.encode(SENTENCES[:2]), model.encode(["query: " + s for s in SENTENCES[:2]], prompt=""),
+                               atol=1e-6)
+    plain = features(model, ["query: 가나"], "cpu")["input_ids"]  # training features do not add it a second time
+    assert plain.tolist() == [model.tokenizer("query: 가나")["input_ids"]]
+
+
 def test_train_biencoder_bad_input_is_one_line_and_writes_nothing(tiny_model, sts_files, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("sentence1,sentence2,label\n가,나,1\n다,라,7\n", encoding="utf-8")

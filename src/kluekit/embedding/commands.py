@@ -46,6 +46,8 @@ class TrainBiencoderOptions:
                               "cosine: mean squared error of cosine vs label/5", choices=["cosent", "cosine"])
     precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp32", choices=["auto", "fp32", "bf16"])
     swap_augment: bool = opt(False, "also train on every pair with its sentences swapped")
+    prompt: str = opt("", "text put before every sentence in training and evaluation, saved as the model's "
+                          "default prompt (e5 models were trained with 'query: ')")
     group_by_length: bool = opt(True, "batch pairs of similar length together (less padding, faster)")
     tensorboard: bool = opt(True, "write TensorBoard logs to <output-dir>/logs")
 

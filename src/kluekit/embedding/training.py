@@ -58,12 +58,16 @@ def read_dev_sets(paths: list[str]) -> dict[str, pd.DataFrame]:
     return sets
 
 
-def evaluate(model, dev_sets: dict[str, pd.DataFrame], batch_size: int) -> dict[str, dict[str, float]]:
-    """Pearson and Spearman (x100) of cosine scores against gold on each dev set, keyed by file name."""
+def evaluate(model, dev_sets: dict[str, pd.DataFrame], batch_size: int,
+             prompt: str | None = None) -> dict[str, dict[str, float]]:
+    """Pearson and Spearman (x100) of cosine scores against gold on each dev set, keyed by file name.
+
+    ``prompt`` is put before every sentence (None: the model's default prompt, if it has one).
+    """
     results = {}
     for name, frame in dev_sets.items():
         texts = sorted(set(frame["sentence1"]) | set(frame["sentence2"]))
-        vectors = dict(zip(texts, encode(model, texts, batch_size=batch_size)))
+        vectors = dict(zip(texts, encode(model, texts, batch_size=batch_size, prompt=prompt)))
         cosine = np.array([vectors[a] @ vectors[b] for a, b in zip(frame["sentence1"], frame["sentence2"])])
         metrics = sts_metrics(cosine * 5.0, frame["label"].to_numpy())
         results[name] = {"pearson": metrics["pearson"], "spearman": metrics["spearman"]}
@@ -84,6 +88,13 @@ def features(model, texts: list[str], device: torch.device) -> dict:
     """Tokenized, padded features of ``texts`` on ``device`` (``tokenize`` was renamed ``preprocess``)."""
     prepare = getattr(model, "preprocess", None) or model.tokenize
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in prepare(texts).items()}
+
+
+def set_default_prompt(model, prompt: str) -> None:
+    """Make ``prompt`` the model's default prompt, saved with it, so ``model.encode`` always puts it first."""
+    name = next((name for name, text in model.prompts.items() if text == prompt), "kluekit")
+    model.prompts = {**model.prompts, name: prompt}
+    model.default_prompt_name = name
 
 
 def check_output_dir(output_dir: str | None, overwrite: bool) -> Path:
@@ -119,6 +130,9 @@ def train_biencoder(cfg) -> dict:
     dev_sets = read_dev_sets(cfg.dev)
     model = load_biencoder(cfg.model, device=str(device))
     model.max_seq_length = cfg.max_length
+    if cfg.prompt:
+        set_default_prompt(model, cfg.prompt)
+        first, second = [cfg.prompt + text for text in first], [cfg.prompt + text for text in second]
     loss_fn = make_loss(model, cfg.loss)
     lengths = [len(a) + len(b) for a, b in zip(first, second)]  # characters: close enough to group batches
 

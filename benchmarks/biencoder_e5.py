@@ -1,0 +1,116 @@
+"""e5-small-ko as a bi-encoder: zero-shot, then fine-tuned on KLUE-STS train + KorSTS train (CoSENT).
+
+    python benchmarks/biencoder_e5.py                               # the recipe in docs/biencoder.md
+    python benchmarks/biencoder_e5.py --shared .carry               # model and data under .carry/ (GPU machine)
+    python benchmarks/biencoder_e5.py --limit 200 -- --epochs 1     # a quick end-to-end check on CPU
+    python benchmarks/biencoder_e5.py --name biencoder_lr2e-5 -- --learning-rate 2e-5   # a variant
+
+Zero-shot: cosine of mean-pooled embeddings, with and without e5's "query: " prefix. Fine-tuned: runs
+``kluekit train biencoder`` as a user would (through the CLI entry point), keeping the best epoch by Spearman
+on KLUE-STS dev (KorSTS dev is scored too, for information; KorSTS test is only scored at the end), then scores
+the saved run on KLUE-STS dev (Pearson/Spearman) and KorSTS test (Spearman). Figures (x100) go to
+``benchmarks/results/<name>.json`` with the command and device.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from common import SHARED, benchmark_parser, write_results
+
+from kluekit.cli import run, setup_logging
+
+FILES = {"train": "klue_sts/klue_sts_train.csv", "dev": "klue_sts/klue-sts-v1.1_dev.json",
+         "korsts_train": "korsts/sts-train.tsv", "korsts_dev": "korsts/sts-dev.tsv", "korsts_test": "korsts/sts-test.tsv"}
+PREFIX = "query: "
+# 4 epochs, batch 32 and CoSENT as sentence-transformers' STS examples; lr 5e-5 for a small (33M) encoder;
+# fp32 because this small model is launch-bound on an H100 (see benchmarks/sts_e5.py).
+RECIPE = ["--epochs", "4", "--batch-size", "32", "--learning-rate", "5e-5", "--warmup", "0.1", "--loss", "cosent",
+          "--precision", "fp32", "--prompt", PREFIX]
+
+
+def parse_args():
+    parser = benchmark_parser(__doc__, FILES["train"], FILES["dev"], "biencoder")
+    parser.add_argument("--shared", help="folder holding models/e5-small-ko and data/ (default: ../shared); "
+                                         "sets the defaults of every path option")
+    for key in ("korsts_train", "korsts_dev", "korsts_test"):
+        parser.add_argument("--" + key.replace("_", "-"))
+    parser.add_argument("--no-korsts-train", action="store_true", help="fine-tune on KLUE-STS train only")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N rows of every file (a quick check)")
+    parser.set_defaults(model=None, train=None, dev=None)  # filled in from --shared below
+    args = parser.parse_args()
+    root = Path(args.shared) if args.shared else SHARED
+    args.model = args.model or str(root / "models/e5-small-ko")
+    for key, rel in FILES.items():
+        setattr(args, key, getattr(args, key) or str(root / "data" / rel))
+    if args.limit and args.name == "biencoder":
+        args.name = f"biencoder_limit{args.limit}"
+    return args
+
+
+def limited(path: str, limit: int, folder: Path) -> str:
+    """``path`` itself, or with ``limit`` a copy of its first ``limit`` rows (same format) in ``folder``."""
+    if not limit:
+        return path
+    from kluekit.data.sts import read_sts
+
+    frame = read_sts(path).head(limit)
+    out = folder / (Path(path).stem + ".csv")
+    frame[["sentence1", "sentence2", "label"]].to_csv(out, index=False)
+    return str(out)
+
+
+def main() -> None:
+    args = parse_args()
+    setup_logging()
+    from kluekit.embedding.encoding import load_biencoder
+    from kluekit.embedding.training import evaluate, read_dev_sets
+
+    work = Path(f"runs/bench-{args.name}")
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    paths = {key: limited(getattr(args, key), args.limit, data) for key in FILES}
+    evals = {"klue_dev": read_dev_sets([paths["dev"]]), "korsts_test": read_dev_sets([paths["korsts_test"]])}
+
+    def score(model, prompt=None) -> dict:
+        return {name: next(iter(evaluate(model, sets, 128, prompt).values())) for name, sets in evals.items()}
+
+    zero_model = load_biencoder(args.model)
+    zero = {"plain": score(zero_model, ""), "query_prefix": score(zero_model, PREFIX)}
+    del zero_model
+
+    train_files = [paths["train"]] + ([] if args.no_korsts_train else [paths["korsts_train"]])
+    argv = ["train", "biencoder", "--model", args.model, "--train", *train_files,
+            "--dev", paths["dev"], paths["korsts_dev"], "--output-dir", str(work / "run"), "--overwrite",
+            *RECIPE, *args.extra]
+    started = time.perf_counter()
+    result = run(argv)
+    wall = time.perf_counter() - started
+    tuned = score(load_biencoder(result["run_dir"]))  # the saved best epoch, with its saved default prompt
+
+    r = lambda value: round(value, 2)  # noqa: E731
+    figures = {
+        "model": Path(args.model).name,
+        "train_options": " ".join(argv[2:]),
+        "train_files": [Path(p).name for p in train_files],
+        "limit": args.limit or None,
+        "klue_dev_pearson": r(tuned["klue_dev"]["pearson"]),
+        "klue_dev_spearman": r(tuned["klue_dev"]["spearman"]),
+        "korsts_test_spearman": r(tuned["korsts_test"]["spearman"]),
+        "korsts_test_pearson": r(tuned["korsts_test"]["pearson"]),
+        "zero_shot_klue_dev_pearson": r(zero["query_prefix"]["klue_dev"]["pearson"]),
+        "zero_shot_prefix": PREFIX,
+        "zero_shot": {variant: {name: {k: r(v) for k, v in m.items()} for name, m in scores.items()}
+                      for variant, scores in zero.items()},
+        "best_epoch": result["best_epoch"],
+        "history_klue_dev_spearman": [r(h["dev"][Path(paths["dev"]).name]["spearman"]) for h in result["history"]],
+        "train_pairs_per_s": round(result["train_examples_per_s"], 1),
+        "train_seconds": round(result["train_seconds"], 1),
+        "wall_s": round(wall, 1),
+    }
+    write_results("biencoder_e5.py", args.name, figures)
+
+
+if __name__ == "__main__":
+    main()
