@@ -64,14 +64,14 @@ def evaluate(model, dev_sets: dict[str, pd.DataFrame], batch_size: int,
 
     ``prompt`` is put before every sentence (None: the model's default prompt, if it has one).
     """
-    results = {}
+    results, training = {}, model.training
     for name, frame in dev_sets.items():
         texts = sorted(set(frame["sentence1"]) | set(frame["sentence2"]))
         vectors = dict(zip(texts, encode(model, texts, batch_size=batch_size, prompt=prompt)))
         cosine = np.array([vectors[a] @ vectors[b] for a, b in zip(frame["sentence1"], frame["sentence2"])])
         metrics = sts_metrics(cosine * 5.0, frame["label"].to_numpy())
         results[name] = {"pearson": metrics["pearson"], "spearman": metrics["spearman"]}
-    model.train()
+    model.train(training)  # encode() switched to eval mode
     return results
 
 
@@ -129,7 +129,7 @@ def train_biencoder(cfg) -> dict:
     first, second, labels = load_pairs(cfg.train, cfg.swap_augment)
     dev_sets = read_dev_sets(cfg.dev)
     model = load_biencoder(cfg.model, device=str(device))
-    model.max_seq_length = cfg.max_length
+    model.max_seq_length = min(cfg.max_length, model.max_seq_length or cfg.max_length)  # not past the positions
     if cfg.prompt:
         set_default_prompt(model, cfg.prompt)
         first, second = [cfg.prompt + text for text in first], [cfg.prompt + text for text in second]
@@ -177,6 +177,8 @@ def train_biencoder(cfg) -> dict:
                 if writer:
                     writer.add_scalar("train/loss", loss.item(), step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # count the queued GPU work of this epoch as training time
         seconds += time.perf_counter() - started
         entry = {"epoch": epoch, "step": step}
         if dev_sets:
