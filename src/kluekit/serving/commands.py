@@ -40,6 +40,16 @@ def check_inputs(settings: ServeSettings) -> None:
         raise KluekitError(f"--port: {settings.port} is not a port number (1-65535)")
 
 
+def limit_numpy_blas() -> None:
+    """numpy's BLAS on one thread: the server's numpy products are small (one query against the corpus), and
+    a second pool of spinning BLAS threads beside torch's made a 2,000-row search 100x slower on 2 cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def serve(settings: ServeSettings) -> None:
     """Load the models, listen on --host/--port, answer requests until interrupted."""
     check_inputs(settings)
@@ -50,6 +60,7 @@ def serve(settings: ServeSettings) -> None:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    limit_numpy_blas()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                            log_level=settings.log_level, lifespan="on",
                                            timeout_graceful_shutdown=10))
