@@ -14,6 +14,7 @@ the saved run on KLUE-STS dev (Pearson/Spearman) and KorSTS test (Spearman). Fig
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def main() -> None:
     r = lambda value: round(value, 2)  # noqa: E731
     figures = {
         "model": Path(args.model).name,
-        "train_options": " ".join(argv[2:]),
+        "train_options": shlex.join(argv[2:]),
         "train_files": [Path(p).name for p in train_files],
         "limit": args.limit or None,
         "klue_dev_pearson": r(tuned["klue_dev"]["pearson"]),

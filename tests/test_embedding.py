@@ -305,3 +305,18 @@ def test_encode_and_search_errors_exit_2_with_one_line(tiny_biencoder, tmp_path)
     result = kluekit("encode", "--model", tiny_biencoder, "--corpus", corpus, "--index-dir", tmp_path / "idx",
                      "--index", "ivf")
     assert result.returncode == 2 and "argument --index: invalid choice: 'ivf'" in result.stderr
+
+
+def test_list_options_from_command_line_and_config_file(tmp_path):
+    from kluekit.cli import build_parser
+    from kluekit.config import build
+    from kluekit.embedding.commands import TrainBiencoderOptions
+
+    args = vars(build_parser().parse_args(["train", "biencoder", "--train", "a.csv", "b.tsv", "--train", "c.json"]))
+    assert args["train"] == ["a.csv", "b.tsv", "c.json"] and "dev" not in args
+    first = build(TrainBiencoderOptions, {"train": "only.csv"})  # a YAML/JSON config may give one file as a string
+    assert first.train == ["only.csv"] and first.dev == []
+    first.dev.append("x")
+    assert build(TrainBiencoderOptions, {"train": ["a", "b"]}).dev == []  # each instance gets its own list
+    with pytest.raises(KluekitError, match="--train is required"):
+        build(TrainBiencoderOptions, {"train": []})
