@@ -104,8 +104,8 @@ def main() -> None:
         "korsts_test_pearson": r(tuned["korsts_test"]["pearson"]),
         "zero_shot_klue_dev_pearson": r(zero["query_prefix"]["klue_dev"]["pearson"]),
         "zero_shot_prefix": PREFIX,
-        "zero_shot": {variant: {name: {k: r(v) for k, v in m.items()} for name, m in scores.items()}
-                      for variant, scores in zero.items()},
+        **{f"zero_shot_{variant}_{name}_{k}": r(v) for variant, scores in zero.items()
+           for name, m in scores.items() for k, v in m.items()},
         "best_epoch": result["best_epoch"],
         "history_klue_dev_spearman": [r(h["dev"][Path(paths["dev"]).name]["spearman"]) for h in result["history"]],
         "train_pairs_per_s": round(result["train_examples_per_s"], 1),
