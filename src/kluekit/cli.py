@@ -46,16 +46,10 @@ class Command:
 
 def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
     """(top-level commands, commands under a verb); their option modules are light to import."""
-    commands: dict[str, Command] = {}
-    verb_commands: dict[str, dict[str, Command]] = {"train": {}}
-    from .embedding.commands import ENCODE, SEARCH, TRAIN_BIENCODER  # bi-encoder
+    from .embedding.commands import ENCODE, SEARCH, TRAIN_BIENCODER
+    from .serving.commands import SERVE
 
-    verb_commands["train"]["biencoder"] = TRAIN_BIENCODER
-    commands["encode"] = ENCODE
-    commands["search"] = SEARCH
-    from .serving.commands import SERVE  # HTTP API
-    commands["serve"] = SERVE
-    return commands, verb_commands
+    return {"encode": ENCODE, "search": SEARCH, "serve": SERVE}, {"train": {"biencoder": TRAIN_BIENCODER}}
 
 
 def _add_command(subparsers, name: str, command: Command) -> None:
