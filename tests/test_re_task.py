@@ -86,3 +86,11 @@ def test_runs_saved_before_the_pooling_option_keep_cls_pooling():
                                                    "focal_gamma": 2.0, "skip_bad_rows": False}})
     assert old.options.pooling == "cls"
     assert run_task({"task": "re", "task_options": {"entity_style": "typed", "pooling": "entity"}}).options.pooling == "entity"
+
+
+def test_a_biencoder_run_is_not_a_task_run():
+    from kluekit.errors import KluekitError
+    from kluekit.modeling import run_task
+
+    with pytest.raises(KluekitError, match="bi-encoder run"):
+        run_task({"task": "biencoder"})

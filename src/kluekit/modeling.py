@@ -59,6 +59,9 @@ def read_run_info(run_dir) -> dict:
 
 def run_task(info: dict) -> Task:
     """The task object a run was trained for, with its options and labels."""
+    if info.get("task") == "biencoder":
+        raise KluekitError("--model: this is a bi-encoder run ('kluekit train biencoder'): use it with "
+                           "'kluekit encode', 'kluekit search' or 'kluekit serve'")
     task_class = get_task_class(info["task"])
     options = {**task_class.Options.LEGACY, **info.get("task_options", {})}
     return task_class(task_class.Options(**options), labels=info.get("labels"))
