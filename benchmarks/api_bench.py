@@ -200,15 +200,21 @@ async def similarity_load(url: str, pairs: list[tuple[str, str]], requests: int,
             return latencies, errors, time.perf_counter() - started
 
         await round_of(min(2 * concurrency, requests))  # warm-up: connections open, model warm
+        before = (await client.get("/health")).json()["batching"]
         latencies, errors, wall = await round_of(requests)
+        after = (await client.get("/health")).json()["batching"]
     return {"rps": round(len(latencies) / wall, 1), "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "errors": errors, "requests": len(latencies)}
+            "p99_ms": percentile(latencies, 99), "errors": errors, "requests": len(latencies),
+            "batching": batching_delta(before, after, wall)}
 
 
-def batching_delta(before: dict, after: dict) -> dict:
+def batching_delta(before: dict, after: dict, wall: float) -> dict:
+    """Model calls during the load, their mean size, and the share of the wall time the model was busy."""
     batches = after["batches"] - before["batches"]
     texts = after["texts"] - before["texts"]
-    return {"batches": batches, "mean_texts_per_batch": round(texts / max(batches, 1), 1)}
+    busy = after["encode_seconds"] - before["encode_seconds"]
+    return {"batches": batches, "mean_texts_per_batch": round(texts / max(batches, 1), 1),
+            "model_busy_share": round(busy / wall, 2)}
 
 
 def free_port() -> int:
@@ -227,7 +233,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--requests", type=int, default=2000, help="/similarity requests under load")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--encode-batch-size", type=int, default=16, help="bi-encoder batch size (also the server's)")
+    parser.add_argument("--encode-batch-size", type=int, default=8, help="bi-encoder batch size (also the server's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (and cores) of the server and encoder")
     parser.add_argument("--index", choices=["exact", "faiss"], default="exact")
     parser.add_argument("--compare-unbatched", action=argparse.BooleanOptionalAction, default=True,
@@ -272,14 +278,12 @@ def main() -> None:
         queries = [a for a, _ in pairs][:args.search_queries]
         figures.update(measure_search(server.url, queries, args.k))
         print(f"search: p50 {figures['search_p50_ms']} ms, p99 {figures['search_p99_ms']} ms")
-        before = server.wait_ready(timeout=10)["batching"]
         load = asyncio.run(similarity_load(server.url, pairs, args.requests, args.concurrency))
-        after = server.wait_ready(timeout=10)["batching"]
     finally:
         code = server.stop()
     figures.update(similarity_rps=load["rps"], similarity_p50_ms=load["p50_ms"], similarity_p99_ms=load["p99_ms"],
                    errors=load["errors"] + figures["search_errors"], similarity_requests=load["requests"],
-                   similarity_concurrency=args.concurrency, similarity_batching=batching_delta(before, after),
+                   similarity_concurrency=args.concurrency, similarity_batching=load["batching"],
                    server_exit_code=code, server_command=" ".join(server.command))
     print(f"similarity: {load['rps']} requests/s, p99 {load['p99_ms']} ms, {load['errors']} errors")
 
@@ -291,7 +295,7 @@ def main() -> None:
         finally:
             plain.stop()
         figures.update(similarity_rps_unbatched=unbatched["rps"], similarity_p99_ms_unbatched=unbatched["p99_ms"],
-                       errors_unbatched=unbatched["errors"])
+                       errors_unbatched=unbatched["errors"], similarity_batching_unbatched=unbatched["batching"])
         print(f"similarity without micro-batching: {unbatched['rps']} requests/s, p99 {unbatched['p99_ms']} ms")
     figures["note"] = ("server and load generator share the machine's CPU; server pinned with taskset to "
                        f"{args.threads} core(s) when available, torch threads {args.threads}")

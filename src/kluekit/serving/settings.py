@@ -36,9 +36,8 @@ class ServeSettings:
     batch_max_texts: int = opt(64, "micro-batching: most texts encoded in one model call", minimum=1)
     batch_wait_ms: float = opt(2.0, "micro-batching: how long to wait for more requests before encoding, "
                                     "in milliseconds", minimum=0)
-    encode_batch_size: int = opt(16, "bi-encoder batch size inside one model call, texts sorted by length (16 "
-                                     "wastes less padding on CPU than 64 when merged requests differ in length)",
-                                 minimum=1)
+    encode_batch_size: int = opt(0, "bi-encoder batch size inside one model call, texts sorted by length "
+                                    "(0: 8 on CPU, where small batches waste less padding, 64 on GPU)", minimum=0)
     rerank_max_length: int = opt(0, "cross-encoder max tokens per pair (0: the run's own --max-length)", minimum=0)
     threads: int = opt(0, "torch CPU threads (0: torch's own choice)", minimum=0)
     log_level: str = opt("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
