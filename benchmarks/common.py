@@ -25,12 +25,23 @@ def benchmark_parser(doc: str, train: str, dev: str, name: str) -> argparse.Argu
     return parser
 
 
+def flatten(figures: dict, prefix: str = "") -> dict:
+    """Nested dicts as flat keys: {"a": {"b": 1}} -> {"a_b": 1} (results files keep flat keys)."""
+    flat = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def write_results(script: str, name: str, figures: dict) -> None:
     """Print the figures and write them, with the command and the device, to benchmarks/results/<name>.json."""
     from kluekit.rundir import device_name
 
     figures = {"device": device_name(), "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:]),
-               **figures}
+               **flatten(figures)}
     out = ROOT / "benchmarks/results" / f"{name}.json"
     out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(figures, indent=2, ensure_ascii=False))
