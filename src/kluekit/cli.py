@@ -16,7 +16,6 @@ import os
 import sys
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Callable
 
 from . import __version__
 from .config import EvaluateConfig, PredictConfig, TrainConfig, add_options, build, load_config_file, split_options
