@@ -7,6 +7,12 @@ class KluekitError(Exception):
     """A user-facing error: bad option, bad file, missing run directory."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of a library error's message (its type name if it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class DataError(KluekitError):
     """A problem in an input file, located as ``file:row: column: problem``.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-from .errors import KluekitError
+from .errors import KluekitError, first_line
 from .tasks import Task, get_task_class
 
 RUN_INFO = "kluekit.json"
@@ -19,16 +19,20 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
+def check_model_path(name: str) -> None:
+    """KluekitError naming --model when ``name`` looks like a local path but is no directory."""
+    if _looks_local(name) and not Path(name).expanduser().is_dir():
+        raise KluekitError(f"--model: no such directory {name!r}")
+
+
 def _model_class(task: Task):
-    if task.model_class() is not None:
-        return task.model_class()
-    return AutoModelForTokenClassification if task.head == "token" else AutoModelForSequenceClassification
+    return task.model_class() or (
+        AutoModelForTokenClassification if task.head == "token" else AutoModelForSequenceClassification)
 
 
 def load_pretrained(name: str, task: Task):
     """Tokenizer and a model with a fresh ``task`` head; the task's special tokens are added."""
-    if _looks_local(name) and not Path(name).expanduser().is_dir():
-        raise KluekitError(f"--model: no such directory {name!r}")
+    check_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         added = tokenizer.add_special_tokens({"additional_special_tokens": list(task.special_tokens)}) \
@@ -41,8 +45,7 @@ def load_pretrained(name: str, task: Task):
                           label2id={label: i for i, label in enumerate(task.labels)})
         model = _model_class(task).from_pretrained(name, **kwargs)
     except (OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KluekitError(f"--model: cannot load {name!r}: {first}") from None
+        raise KluekitError(f"--model: cannot load {name!r}: {first_line(error)}") from None
     if added:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
     return tokenizer, model

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import KluekitError
-from ..modeling import _looks_local
+from ..errors import KluekitError, first_line
+from ..modeling import _looks_local, check_model_path
 
 log = logging.getLogger("kluekit")
 
@@ -32,9 +32,8 @@ def load_biencoder(path: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
     path = str(path)
+    check_model_path(path)
     local = _looks_local(path)
-    if local and not Path(path).expanduser().is_dir():
-        raise KluekitError(f"--model: no such directory {path!r}")
     try:
         if local and (Path(path).expanduser() / "modules.json").is_file():
             model = SentenceTransformer(str(Path(path).expanduser()), device=device, local_files_only=True)
@@ -45,8 +44,7 @@ def load_biencoder(path: str, device: str | None = None):
             pooling = Pooling(dim(), "mean")
             model = SentenceTransformer(modules=[encoder, pooling], device=device)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KluekitError(f"--model: cannot load {path!r} as a sentence encoder: {first}") from None
+        raise KluekitError(f"--model: cannot load {path!r} as a sentence encoder: {first_line(error)}") from None
     model.kluekit_source = str(Path(path).expanduser().resolve()) if local else path
     return model
 

@@ -19,10 +19,9 @@ class _Stop(Exception):
 
 def check_inputs(settings: ServeSettings) -> None:
     """Cheap checks before anything loads, so a typo is one clear line rather than a failed startup."""
-    from ..modeling import _looks_local, read_run_info
+    from ..modeling import check_model_path, read_run_info
 
-    if _looks_local(settings.model) and not Path(settings.model).expanduser().is_dir():
-        raise KluekitError(f"--model: no such directory {settings.model!r}")
+    check_model_path(settings.model)
     if settings.corpus and not Path(settings.corpus).is_file():
         raise KluekitError(f"--corpus: no such file {settings.corpus!r}")
     if settings.column and not settings.corpus:

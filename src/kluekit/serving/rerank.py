@@ -18,13 +18,12 @@ class CrossEncoderScorer:
     """
 
     def __init__(self, run_dir: str, max_length: int = 0, batch_size: int = 64):
-        import torch
-
+        from ..inference import resolve_device
         from ..modeling import load_run
 
         if not Path(run_dir).is_dir():
             raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
-        self.device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
+        self.device = resolve_device()
         task, self.tokenizer, self.model, info = load_run(run_dir, self.device)
         if task.name != "sts":
             raise KluekitError(f"--cross-encoder: {run_dir} was trained for {task.name!r}; "

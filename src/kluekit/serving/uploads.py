@@ -9,6 +9,7 @@ import warnings
 import pandas as pd
 
 from ..data.io import BOM
+from ..errors import first_line
 from .errors import RequestError, invalid, too_large
 
 CHUNK = 64 * 1024
@@ -66,8 +67,8 @@ def parse_table(text: str, filename: str | None, max_rows: int) -> pd.DataFrame:
     except pd.errors.ParserWarning:
         raise invalid("file: a row has more fields than the header; quote texts that contain the separator") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise invalid(f"file: cannot parse it as CSV/TSV (a header row, then one row per text): {first}") from None
+        raise invalid(f"file: cannot parse it as CSV/TSV (a header row, then one row per text): "
+                      f"{first_line(error)}") from None
     if len(frame) > max_rows:
         raise too_large(f"file: more than {max_rows} data rows (--max-rows)")
     if frame.empty:
