@@ -68,15 +68,27 @@ def write_run_info(run_dir: Path, task, cfg, data_files: dict[str, tuple[str, in
     write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
 
-def save_model(run_dir: Path, model, tokenizer) -> None:
-    """Save model + tokenizer into the run directory so that a reader never sees a half-written model."""
+def save_into(run_dir: Path, save) -> None:
+    """``save(folder)`` into a temporary folder, then each file and subfolder moved into ``run_dir`` (an old
+    one of the same name replaced), so that a reader never sees a half-written model."""
     tmp = run_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save(tmp)
     for item in tmp.iterdir():
-        os.replace(item, run_dir / item.name)
+        target = run_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
     tmp.rmdir()
+
+
+def save_model(run_dir: Path, model, tokenizer) -> None:
+    """Save model + tokenizer (transformers' save_pretrained) into the run directory (see ``save_into``)."""
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    save_into(run_dir, save)
 
 
 def write_json(path: Path, data: dict) -> None:

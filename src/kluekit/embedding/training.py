@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from ..data.sts import read_sts
 from ..errors import KluekitError
 from ..inference import autocast, resolve_precision
 from ..metrics import sts_metrics
-from ..rundir import device_name, versions, write_json
+from ..rundir import device_name, save_into, versions, write_json
 from ..training import make_optimizer
 from .encoding import encode, load_biencoder
 
@@ -105,16 +103,8 @@ def check_output_dir(output_dir: str | None, overwrite: bool) -> Path:
 
 
 def save_model(model, run_dir: Path) -> None:
-    """``model.save`` into a temporary folder, then move its files into the run directory."""
-    tmp = run_dir / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp), create_model_card=False)
-    for item in tmp.iterdir():
-        target = run_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    tmp.rmdir()
+    """sentence-transformers' ``model.save`` into the run directory, never half-written (``rundir.save_into``)."""
+    save_into(run_dir, lambda folder: model.save(str(folder), create_model_card=False))
 
 
 def train_biencoder(cfg) -> dict:
