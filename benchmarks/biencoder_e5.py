@@ -4,16 +4,23 @@
     python benchmarks/biencoder_e5.py --shared .carry               # model and data under .carry/ (GPU machine)
     python benchmarks/biencoder_e5.py --limit 200 -- --epochs 1     # a quick end-to-end check on CPU
     python benchmarks/biencoder_e5.py --name biencoder_lr2e-5 -- --learning-rate 2e-5   # a variant
+    python benchmarks/biencoder_e5.py --shared .carry --nli         # NLI stage first (results: biencoder_nli.json)
+    python benchmarks/biencoder_e5.py --nli --limit 120 -- --epochs 1 --nli-epochs 1   # its quick check on CPU
 
 Zero-shot: cosine of mean-pooled embeddings, with and without e5's "query: " prefix. Fine-tuned: runs
 ``kluekit train biencoder`` as a user would (through the CLI entry point), keeping the best epoch by Spearman
 on KLUE-STS dev (KorSTS dev is scored too, for information; KorSTS test is only scored at the end), then scores
 the saved run on KLUE-STS dev (Pearson/Spearman) and KorSTS test (Spearman). Figures (x100) go to
 ``benchmarks/results/<name>.json`` with the command and device.
+
+With ``--nli``, the training first runs the NLI stage (``--nli`` of ``kluekit train biencoder``) on KLUE-NLI dev
++ KorNLI's XNLI dev and test (3,500 (premise, entailment, contradiction) triplets; the only Korean NLI data
+here: XNLI test is training data for this purpose since only STS is evaluated), then the same STS recipe.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -31,6 +38,11 @@ PREFIX = "query: "
 # the "query: " prompt that e5 was trained with.
 RECIPE = ["--epochs", "4", "--batch-size", "32", "--learning-rate", "5e-5", "--warmup", "0.1", "--loss", "cosent",
           "--precision", "fp32", "--no-group-by-length", "--prompt", PREFIX]
+NLI_FILES = {"klue_nli": "klue_nli/klue-nli-v1.1_dev.json", "xnli_dev": "kornli/xnli.dev.ko.tsv",
+             "xnli_test": "kornli/xnli.test.ko.tsv"}
+# One epoch of in-batch negatives at batch 64 (SBERT's NLI recipes use large batches, 1 epoch); the STS
+# recipe's learning rate. Options after -- override these (e.g. -- --nli-epochs 3).
+NLI_RECIPE = ["--nli-epochs", "1", "--nli-batch-size", "64", "--nli-learning-rate", "5e-5"]
 
 
 def parse_args():
@@ -41,14 +53,17 @@ def parse_args():
         parser.add_argument("--" + key.replace("_", "-"))
     parser.add_argument("--no-korsts-train", action="store_true", help="fine-tune on KLUE-STS train only")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N rows of every file (a quick check)")
+    parser.add_argument("--nli", action="store_true", help="run the NLI stage before STS on KLUE-NLI dev + XNLI "
+                                                           "dev/test (results name: biencoder_nli unless --name)")
     parser.set_defaults(model=None, train=None, dev=None)  # filled in from --shared below
     args = parser.parse_args()
     root = Path(args.shared) if args.shared else SHARED
     args.model = args.model or str(root / "models/e5-small-ko")
     for key, rel in FILES.items():
         setattr(args, key, getattr(args, key) or str(root / "data" / rel))
-    if args.limit and args.name == "biencoder":
-        args.name = f"biencoder_limit{args.limit}"
+    args.nli_files = {key: str(root / "data" / rel) for key, rel in NLI_FILES.items()} if args.nli else {}
+    if args.name == "biencoder":  # a variant never overwrites the recipe's results unless --name says so
+        args.name += ("_nli" if args.nli else "") + (f"_limit{args.limit}" if args.limit else "")
     return args
 
 
@@ -61,6 +76,18 @@ def limited(path: str, limit: int, folder: Path) -> str:
     frame = read_sts(path).head(limit)
     out = folder / (Path(path).stem + ".csv")
     frame[["sentence1", "sentence2", "label"]].to_csv(out, index=False)
+    return str(out)
+
+
+def limited_nli(path: str, limit: int, folder: Path) -> str:
+    """``path`` itself, or with ``limit`` its first ``limit`` rows as a premise,hypothesis,gold_label CSV."""
+    if not limit:
+        return path
+    from kluekit.data.nli_pairs import read_nli
+
+    out = folder / (Path(path).stem + ".nli.csv")
+    read_nli(path).head(limit).rename(columns={"label": "gold_label"})[["premise", "hypothesis", "gold_label"]].to_csv(
+        out, index=False)
     return str(out)
 
 
@@ -84,9 +111,11 @@ def main() -> None:
     del zero_model
 
     train_files = [paths["train"]] + ([] if args.no_korsts_train else [paths["korsts_train"]])
+    nli_files = [limited_nli(path, args.limit, data) for path in args.nli_files.values()]
+    nli = ["--nli", *nli_files, *NLI_RECIPE] if nli_files else []
     argv = ["train", "biencoder", "--model", args.model, "--train", *train_files,
             "--dev", paths["dev"], paths["korsts_dev"], "--output-dir", str(work / "run"), "--overwrite",
-            *RECIPE, *args.extra]
+            *RECIPE, *nli, *args.extra]
     started = time.perf_counter()
     result = run(argv)
     wall = time.perf_counter() - started
@@ -107,11 +136,24 @@ def main() -> None:
         **{f"zero_shot_{variant}_{name}_{k}": r(v) for variant, scores in zero.items()
            for name, m in scores.items() for k, v in m.items()},
         "best_epoch": result["best_epoch"],
+        "history_stage": [h.get("stage", "sts") for h in result["history"]],
         "history_klue_dev_spearman": [r(h["dev"][Path(paths["dev"]).name]["spearman"]) for h in result["history"]],
+        "history_korsts_dev_spearman": [r(h["dev"][Path(paths["korsts_dev"]).name]["spearman"])
+                                        for h in result["history"]],
         "train_pairs_per_s": round(result["train_examples_per_s"], 1),
         "train_seconds": round(result["train_seconds"], 1),
         "wall_s": round(wall, 1),
     }
+    if nli_files:
+        info = json.loads((Path(result["run_dir"]) / "kluekit.json").read_text(encoding="utf-8"))
+        figures.update({
+            "nli_files": [{k: Path(v).name if k == "path" else v for k, v in f.items()} for f in info["data"]["nli"]],
+            "nli_triplets": result["nli"]["triplets"],
+            "nli_epochs": result["nli"]["epochs"],
+            "nli_steps": result["nli"]["steps"],
+            "nli_train_seconds": round(result["nli"]["train_seconds"], 1),
+            "nli_triplets_per_s": round(result["nli"]["examples_per_s"], 1),
+        })
     write_results("biencoder_e5.py", args.name, figures)
 
 

@@ -259,6 +259,110 @@ def test_train_biencoder_bad_input_is_one_line_and_writes_nothing(tiny_model, st
     assert not (tmp_path / "run").exists()
 
 
+# ---- NLI stage ---------------------------------------------------------------------------------------------
+
+def test_nli_triplets_from_the_real_files():
+    from kluekit.embedding.nli import read_triplets
+
+    paths = [shared_path("data", "klue_nli", "klue-nli-v1.1_dev.json"), shared_path("data", "kornli", "xnli.dev.ko.tsv"),
+             shared_path("data", "kornli", "xnli.test.ko.tsv")]
+    triplets, records = read_triplets([str(p) for p in paths])
+    assert [(r["rows"], r["triplets"], r["premises_skipped"]) for r in records] == \
+           [(3000, 1000, 0), (2490, 830, 0), (5010, 1670, 0)]  # every premise has one hypothesis of each label
+    assert len(triplets) == 3500 and all(len(r["sha256"]) == 64 for r in records)
+    premise, positive, negative = triplets[0]  # KLUE-NLI dev: the first premise's entailment and contradiction
+    assert premise == "흡연자분들은 발코니가 있는 방이면 발코니에서 흡연이 가능합니다." and negative == "어떤 방에서도 흡연은 금지됩니다."
+    assert '"' in "".join(t[0] for t in triplets[1000:])  # KorNLI's bare quotes are text (no CSV quoting)
+
+
+def test_nli_triplet_construction_and_distinct_batches(tmp_path):
+    from kluekit.data.nli_pairs import nli_triplets, read_nli
+    from kluekit.embedding.nli import distinct_batches
+
+    path = tmp_path / "nli.csv"
+    path.write_text("premise,hypothesis,gold_label\n"
+                    "p1,e1,entailment\np1,e2,Entailment\np1,c1,contradiction\np1,n1,neutral\n"
+                    "p2,e3,entailment\np2,n2,neutral\n"  # no contradiction: skipped
+                    "p3,c3,contradiction\np3,e4,entailment\np3,x,-\n", encoding="utf-8")  # '-': no gold label
+    frame = read_nli(path)
+    triplets, counts = nli_triplets(frame)
+    assert triplets == [("p1", "e1", "c1"), ("p1", "e2", "c1"), ("p3", "e4", "c3")]
+    assert counts == {"rows": 9, "triplets": 3, "premises_skipped": 1}
+    rows = [(f"p{i // 3}", f"e{i}", f"c{i // 2}") for i in range(300)]  # premises x3, contradictions x2
+    batches = distinct_batches(rows, 16, seed=1, epoch=0)
+    assert sorted(i for batch in batches for i in batch) == list(range(300))  # each row once
+    for batch in batches:
+        texts = [text for i in batch for text in rows[i]]
+        assert len(texts) == len(set(texts)) and len(batch) <= 16
+    assert sum(len(b) == 16 for b in batches) >= 17  # full batches, not singletons
+    assert batches == distinct_batches(rows, 16, seed=1, epoch=0) != distinct_batches(rows, 16, seed=1, epoch=1)
+
+
+@pytest.fixture(scope="module")
+def nli_files(tmp_path_factory):
+    """150 premises of KLUE-NLI dev (JSON) + 60 of XNLI dev (KorNLI TSV), 3 hypotheses each: 210 triplets."""
+    folder = tmp_path_factory.mktemp("nli")
+    records = json.loads(shared_path("data", "klue_nli", "klue-nli-v1.1_dev.json").read_text(encoding="utf-8"))
+    (folder / "klue_nli.json").write_text(json.dumps(records[:450], ensure_ascii=False), encoding="utf-8")
+    lines = shared_path("data", "kornli", "xnli.dev.ko.tsv").read_text(encoding="utf-8").split("\n")
+    (folder / "xnli.tsv").write_text("\n".join(lines[:181]) + "\n", encoding="utf-8")
+    return folder
+
+
+def entailment_margin(model, triplets) -> float:
+    """Mean cosine(premise, entailment) - mean cosine(premise, contradiction)."""
+    vectors = [encode(model, [t[column] for t in triplets]) for column in range(3)]
+    return float(np.mean(np.sum(vectors[0] * vectors[1], axis=1)) - np.mean(np.sum(vectors[0] * vectors[2], axis=1)))
+
+
+def test_train_biencoder_nli_stage_learns_and_is_recorded(tiny_model, sts_files, nli_files, tmp_path):
+    from kluekit.embedding.nli import read_triplets
+
+    paths = [str(nli_files / "klue_nli.json"), str(nli_files / "xnli.tsv")]
+    triplets, _ = read_triplets(paths)
+    before = entailment_margin(load_biencoder(str(tiny_model), device="cpu"), triplets)
+    run_dir = tmp_path / "run"
+    # the STS stage at learning rate 0 leaves the NLI-trained weights as they are: the saved model is the NLI stage's
+    result = kluekit("train", "biencoder", "--model", tiny_model, "--train", sts_files / "korsts.tsv",
+                     "--dev", sts_files / "dev.csv", "--nli", *paths, "--nli-epochs", 3, "--nli-batch-size", 32,
+                     "--nli-learning-rate", 1e-3, "--epochs", 1, "--learning-rate", 0, "--output-dir", run_dir,
+                     "--no-tensorboard")
+    assert result.returncode == 0, result.stderr
+    after = entailment_margin(load_biencoder(str(run_dir), device="cpu"), triplets)
+    assert after > before + 0.05, (before, after)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert [(h["stage"], h["epoch"]) for h in metrics["history"]] == \
+           [("untrained", 0), ("nli", 1), ("nli", 2), ("nli", 3), ("sts", 1)]
+    assert all("dev.csv" in h["dev"] for h in metrics["history"])
+    assert metrics["history"][-1]["dev"] == metrics["history"][-2]["dev"]  # STS at rate 0 changed nothing
+    assert metrics["nli"]["triplets"] == 210 and metrics["nli"]["examples_seen"] == 3 * 210
+    assert metrics["nli"]["steps"] >= 3 * 7 and metrics["steps"] == 2  # 40 KorSTS pairs, batch 32: a full and a part
+    info = json.loads((run_dir / "kluekit.json").read_text(encoding="utf-8"))
+    assert [(d["path"], d["rows"], d["triplets"]) for d in info["data"]["nli"]] == [(paths[0], 450, 150), (paths[1], 180, 60)]
+    assert len(info["data"]["nli"][1]["sha256"]) == 64 and info["nli_triplets"] == 210
+    assert info["train_config"]["nli_epochs"] == 3 and info["nli_steps"]["total_steps"] == metrics["nli"]["steps"]
+
+
+def test_train_biencoder_bad_nli_file_is_one_line_and_writes_nothing(tiny_model, sts_files, tmp_path):
+    korsts = sts_files / "korsts.tsv"  # an STS file: no gold_label column
+    line = one_error_line(kluekit("train", "biencoder", "--model", tiny_model, "--train", korsts, "--nli", korsts,
+                                  "--output-dir", tmp_path / "run"))
+    assert line.startswith(f"kluekit: error: {korsts}:1: label: missing column (expected one of gold_label, label; ")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence1\tsentence2\tgold_label\n가\t나\tentailment\n가\t다\t0.5\n", encoding="utf-8")
+    line = one_error_line(kluekit("train", "biencoder", "--model", tmp_path / "nowhere", "--train", korsts,
+                                  "--nli", bad, "--output-dir", tmp_path / "run"))
+    assert line == f"kluekit: error: {bad}:3: gold_label: '0.5' is not an NLI label " \
+                   "(expected one of entailment, neutral, contradiction)"  # checked before the model is loaded
+    neutral = tmp_path / "neutral.tsv"
+    neutral.write_text("sentence1\tsentence2\tgold_label\n가\t나\tentailment\n가\t다\tneutral\n", encoding="utf-8")
+    line = one_error_line(kluekit("train", "biencoder", "--model", tiny_model, "--train", korsts,
+                                  "--nli", neutral, "--output-dir", tmp_path / "run"))
+    assert line.startswith(f"kluekit: error: --nli: no premise in {neutral} has both an entailment and a contradiction")
+    assert not (tmp_path / "run").exists()
+
+
 # ---- encode / search commands -----------------------------------------------------------------------------
 
 def test_encode_and_search_commands(tiny_biencoder, tmp_path):

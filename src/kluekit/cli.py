@@ -46,9 +46,11 @@ class Command:
 def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
     """(top-level commands, commands under a verb); their option modules are light to import."""
     from .embedding.commands import ENCODE, SEARCH, TRAIN_BIENCODER
+    from .ensemble import ENSEMBLE
     from .serving.commands import SERVE
 
-    return {"encode": ENCODE, "search": SEARCH, "serve": SERVE}, {"train": {"biencoder": TRAIN_BIENCODER}}
+    return ({"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE},
+            {"train": {"biencoder": TRAIN_BIENCODER}})
 
 
 def _add_command(subparsers, name: str, command: Command) -> None:
@@ -123,6 +125,13 @@ def check_format(task_cls, fmt: str) -> None:
 
 
 def print_train_result(result: dict, task) -> None:
+    if "folds" in result:  # --folds K
+        for fold in result["folds"]:
+            print(f"fold {fold['fold']} ({fold['steps']} steps, {fold['train_seconds']:.1f}s): "
+                  + " ".join(f"{k}={fold[k]:.2f}" for k in result["oof"]) + f"  {fold['run_dir']}")
+        print("out-of-fold: " + " ".join(f"{k}={v:.2f}" for k, v in result["oof"].items())
+              + f"; written to {result['run_dir']}/oof")
+        return
     best = result.get("best")
     if best:
         print(f"best dev (step {result['best_step']}): " + " ".join(f"{k}={v:.2f}" for k, v in best.items()))

@@ -69,6 +69,8 @@ class TrainConfig:
     resume: bool = opt(False, "continue a killed run from the last checkpoint in --output-dir")
     overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
     num_workers: int = opt(0, "DataLoader worker processes", minimum=0)
+    folds: int = opt(0, "k-fold: train K models, each scored on the fold it did not see (stratified by label for "
+                        "classification), into <output-dir>/fold-<k>, plus the out-of-fold score; 0: off", minimum=0)
 
 
 @dataclass

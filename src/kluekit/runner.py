@@ -11,7 +11,7 @@ from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import write_csv_atomic
 from .errors import KluekitError
 from .inference import predict_logits, resolve_device, resolve_precision
-from .modeling import load_run_model, read_run_info, run_task
+from .modeling import check_saved_model, load_run_model, read_run_info, run_task
 from .rundir import write_json
 from .tasks import Task
 from .training import train as _train
@@ -20,7 +20,11 @@ log = logging.getLogger("kluekit")
 
 
 def train(task: Task, cfg: TrainConfig) -> dict:
-    """Fine-tune a model for ``task``; see ``kluekit train --help``."""
+    """Fine-tune a model for ``task`` (K models with ``--folds K``); see ``kluekit train --help``."""
+    if cfg.folds:
+        from .kfold import train_folds
+
+        return train_folds(task, cfg)
     return _train(task, cfg)
 
 
@@ -30,18 +34,27 @@ def _open_run(cfg) -> tuple[Task, dict]:
     return run_task(info), info
 
 
-def _run_predictions(cfg, task: Task, info: dict, require_labels: bool):
+def predict_examples(task: Task, run_dir, examples, max_length: int, batch_size: int, precision: str = "auto",
+                     progress: bool = True):
+    """The run's predictions for examples read by ``task`` (``task.outputs``), and the seconds they took."""
     device = resolve_device()
-    precision = resolve_precision(cfg.precision, device)
-    examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
-    tokenizer, model = load_run_model(cfg.model, task, device)  # after the input is known to be good
-    features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
+    precision = resolve_precision(precision, device)
+    tokenizer, model = load_run_model(run_dir, task, device)
+    features = task.encode(examples, tokenizer, max_length)
     started = time.perf_counter()
-    logits = predict_logits(model, tokenizer, features, cfg.batch_size, device, precision)
+    logits = predict_logits(model, tokenizer, features, batch_size, device, precision, progress=progress)
     seconds = time.perf_counter() - started
     log.info("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
              len(examples) / max(seconds, 1e-9), device, precision)
-    return examples, task.outputs(logits), seconds
+    return task.outputs(logits, features), seconds
+
+
+def _run_predictions(cfg, task: Task, info: dict, require_labels: bool):
+    examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
+    check_saved_model(cfg.model)
+    preds, seconds = predict_examples(task, cfg.model, examples, info["train_config"]["max_length"], cfg.batch_size,
+                                      cfg.precision)
+    return examples, preds, seconds
 
 
 def predict(cfg: PredictConfig) -> Path:
@@ -64,10 +77,17 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     examples, preds, seconds = _run_predictions(cfg, task, info, require_labels=True)
     metrics = task.metrics(preds, task.gold(examples))
     out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = task.report(preds, examples, out_dir, cfg.worst)
-    write_csv_atomic(examples.drop(columns=["_row"]).assign(**task.prediction_columns(preds)),
-                     out_dir / "predictions.csv")
-    write_json(out_dir / "metrics.json", {"input": str(cfg.input), "rows": len(examples), "predict_seconds": round(seconds, 3),
-                                          **metrics})
+    summary = write_report(task, preds, examples, out_dir, cfg.worst,
+                           {"input": str(cfg.input), "rows": len(examples), "predict_seconds": round(seconds, 3), **metrics})
     return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}
+
+
+def write_report(task: Task, preds, examples, out_dir: Path, worst: int, record: dict) -> list[str]:
+    """The task's report files, ``predictions.csv`` (the examples with their predictions) and
+    ``metrics.json`` (``record``) in ``out_dir``; returns the report's printable lines."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = task.report(preds, examples, out_dir, worst)
+    columns = [c for c in examples.columns if not c.startswith("_")]
+    write_csv_atomic(examples[columns].assign(**task.prediction_columns(preds)), out_dir / "predictions.csv")
+    write_json(out_dir / "metrics.json", record)
+    return summary

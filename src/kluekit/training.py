@@ -20,7 +20,7 @@ from transformers import get_scheduler
 
 from .batching import Features, train_batches
 from .config import TrainConfig
-from .inference import make_collator, predict_logits, resolve_precision
+from .inference import make_collator, model_inputs, predict_logits, resolve_precision
 from .modeling import load_pretrained
 from .rundir import CHECKPOINT, prepare_run_dir, save_model, write_json, write_run_info
 from .tasks import Task
@@ -39,8 +39,12 @@ def make_optimizer(model, cfg: TrainConfig, fused: bool) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused)
 
 
-def train(task: Task, cfg: TrainConfig) -> dict:
-    """Fine-tune ``cfg.model`` on ``cfg.train`` for ``task``; return the final metrics record."""
+def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None) -> dict:
+    """Fine-tune ``cfg.model`` on ``cfg.train`` for ``task``; return the final metrics record.
+
+    ``examples``: (train, dev or None) examples already read, used instead of reading ``cfg.train`` and
+    ``cfg.dev`` (k-fold training passes its splits); ``extra`` is recorded in the run's ``kluekit.json``.
+    """
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(cfg.precision, torch.device(device_type))
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device_type == "cpu")
@@ -48,11 +52,15 @@ def train(task: Task, cfg: TrainConfig) -> dict:
     run_dir = prepare_run_dir(cfg.output_dir, task.name, cfg.resume, cfg.overwrite) if main else Path(cfg.output_dir or ".")
     set_seed(cfg.seed)
 
-    train_examples = task.read(cfg.train, cfg.format)
-    dev_examples = task.read(cfg.dev, cfg.format) if cfg.dev else None
-    task.fit(train_examples)
+    if examples is None:  # the training file first: it may define what dev is checked against (the labels)
+        train_examples = task.read(cfg.train, cfg.format)
+        task.fit(train_examples)
+        dev_examples = task.read(cfg.dev, cfg.format) if cfg.dev else None
+    else:
+        train_examples, dev_examples = examples
+        task.fit(train_examples)
     tokenizer, model = load_pretrained(cfg.model, task)
-    train_set = Features(task.encode(task.augment(train_examples), tokenizer, cfg.max_length))
+    train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, cfg.max_length), labels=True))
     dev_features = task.encode(dev_examples, tokenizer, cfg.max_length) if dev_examples is not None else None
 
     per_epoch = math.ceil(len(train_batches(train_set.lengths, cfg.batch_size, cfg.seed, 0, cfg.shuffle, cfg.group_by_length,
@@ -63,7 +71,7 @@ def train(task: Task, cfg: TrainConfig) -> dict:
     scheduler = get_scheduler(SCHEDULE_NAMES[cfg.scheduler], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    collator = make_collator(tokenizer, accelerator.device)
+    collator = make_collator(tokenizer, accelerator.device, token_labels=task.head == "token")
 
     state = {"global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [],
              "train_seconds": 0.0, "train_examples_seen": 0}
@@ -72,9 +80,11 @@ def train(task: Task, cfg: TrainConfig) -> dict:
         state = json.loads((run_dir / CHECKPOINT / "progress.json").read_text())
         log.info("resumed from step %d (epoch %d, batch %d)", state["global_step"], state["epoch"], state["batch"])
     if main:
-        write_run_info(run_dir, task, cfg, {"train": (cfg.train, len(train_examples)),
-                                            **({"dev": (cfg.dev, len(dev_examples))} if cfg.dev else {})},
-                       {"precision": precision, "world_size": accelerator.num_processes,
+        data_files = {"train": (cfg.train, len(train_examples))}
+        if dev_examples is not None:
+            data_files["dev"] = (cfg.dev or cfg.train, len(dev_examples))
+        write_run_info(run_dir, task, cfg, data_files,
+                       {**(extra or {}), "precision": precision, "world_size": accelerator.num_processes,
                         "train_examples_after_augment": len(train_set), "total_steps": total_steps,
                         "warmup_steps": warmup})
     writer = SummaryWriter(str(run_dir / "logs")) if main else None
@@ -87,7 +97,7 @@ def train(task: Task, cfg: TrainConfig) -> dict:
         if dev_features is not None:
             logits = predict_logits(unwrapped, tokenizer, dev_features, cfg.eval_batch_size, accelerator.device,
                                     precision, progress=main, desc="dev")
-            metrics = task.metrics(task.outputs(logits), task.gold(dev_examples))
+            metrics = task.metrics(task.outputs(logits, dev_features), task.gold(dev_examples))
             better = state["best"] is None or (
                 (metrics[task.primary_metric] > state["best"][task.primary_metric]) == task.greater_is_better)
             state["history"].append({"step": state["global_step"], "epoch": round(state["global_step"] / per_epoch, 3), **metrics})

@@ -30,12 +30,16 @@ def sniff_kind(path, text: str) -> str:
     return "tsv" if first.count("\t") > first.count(",") else "csv"
 
 
-def read_table(path, kind: str = "auto", header: bool = True) -> pd.DataFrame:
+def read_table(path, kind: str = "auto", header: bool = True, names=None) -> pd.DataFrame:
     """Read a file into a DataFrame of strings (no NaN: missing cells are ''), plus ``_row``.
 
-    TSV is read with no quoting (KorSTS and KorNLI have bare quotes inside the text).
+    TSV is read with no quoting (KorSTS and KorNLI have bare quotes inside the text); if a line then
+    has the wrong number of fields, the TSV is read again with CSV quoting (KLUE-YNAT quotes a title
+    that holds a tab) and that is used when every quoted cell is well formed.
     Blank lines are dropped but still counted, so ``_row`` is the file's line number; the one
-    exception is a quoted CSV cell that spans lines, after which rows count as one line each.
+    exception is a quoted cell that spans lines, after which rows count as one line each.
+    Without a header (``header=False``) the columns are named '0', '1', ...; ``names`` reads a file
+    without a header and names its columns by position (a row with more fields is an error).
     """
     text = read_text(path)
     kind = sniff_kind(path, text) if kind == "auto" else kind
@@ -43,13 +47,17 @@ def read_table(path, kind: str = "auto", header: bool = True) -> pd.DataFrame:
         frame = _json_table(path, text)
         frame.attrs["kind"] = kind
         return frame
+    header = header and names is None
     blank = len(text) - len(text.lstrip())
     start = text.rfind("\n", 0, blank) + 1  # the first non-blank line: the header
     skipped = text.count("\n", 0, start)
-    options = dict(sep="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else dict(sep=",")
     try:
-        frame = pd.read_csv(io.StringIO(text[start:]), dtype=str, keep_default_na=False,
-                            header=0 if header else None, skip_blank_lines=False, **options)
+        try:
+            frame = _parse(text[start:], kind, header, quoted=kind != "tsv")
+        except pd.errors.ParserError as error:
+            frame = _quoted_tsv(text[start:], header) if kind == "tsv" and FIELDS.search(str(error)) else None
+            if frame is None:
+                raise
     except pd.errors.ParserError as error:
         match = re.search(r"line (\d+)", str(error))
         raise DataError(path, skipped + (int(match.group(1)) if match else 1), None,
@@ -57,12 +65,54 @@ def read_table(path, kind: str = "auto", header: bool = True) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(path, 1, None, "file is empty") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if names is not None:
+        frame = _name_columns(frame, path, [str(name) for name in names], skipped + 1)
     frame[ROW] = np.arange(len(frame)) + skipped + (2 if header else 1)
     frame = frame[~(frame.drop(columns=[ROW]).apply(lambda cells: cells.str.strip()) == "").all(axis=1)]
     if frame.empty:
         raise DataError(path, skipped + 2, None, "no data rows after the header")
     frame = frame.reset_index(drop=True)
     frame.attrs["kind"] = kind
+    return frame
+
+
+FIELDS = re.compile(r"Expected \d+ fields in line \d+, saw \d+")  # pandas: a line with the wrong number of fields
+
+
+def _parse(text: str, kind: str, header: bool, quoted: bool) -> pd.DataFrame:
+    """pandas' read of CSV/TSV text as strings; a first data line with extra fields is a ParserError."""
+    options = dict(sep="\t" if kind == "tsv" else ",")
+    if not quoted:
+        options["quoting"] = csv.QUOTE_NONE
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
+                        header=0 if header else None, skip_blank_lines=False, **options)
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the extra fields of line 2 for an index
+        width = len(frame.columns)
+        raise pd.errors.ParserError(f"Expected {width} fields in line 2, saw {width + frame.index.nlevels}")
+    return frame
+
+
+def _quoted_tsv(text: str, header: bool) -> pd.DataFrame | None:
+    """The TSV read with CSV quoting, or None if a quoted cell is malformed (``"a"b``, no closing quote)
+    or a line still has the wrong number of fields: then the bare quotes were text, not quoting."""
+    try:
+        for _ in csv.reader(io.StringIO(text), delimiter="\t", strict=True):
+            pass
+        return _parse(text, "tsv", header, quoted=True)
+    except (csv.Error, pd.errors.ParserError):
+        return None
+
+
+def _name_columns(frame: pd.DataFrame, path, names: list[str], row: int) -> pd.DataFrame:
+    """Name a headerless table's columns by position; missing trailing columns are ''."""
+    if len(set(names)) < len(names):
+        raise ValueError(f"column names must differ: {names}")
+    if frame.shape[1] > len(names):
+        raise DataError(path, row, None, f"has {frame.shape[1]} fields but {len(names)} column names were "
+                                         f"given ({', '.join(names)})")
+    frame.columns = names[:frame.shape[1]]
+    for name in names[frame.shape[1]:]:
+        frame[name] = ""
     return frame
 
 

@@ -5,6 +5,7 @@ function of its options that the CLI, tests and benchmarks call directly.
 
     kluekit train biencoder --model ../shared/models/e5-small-ko --train klue_sts_train.csv sts-train.tsv \\
         --dev klue-sts-v1.1_dev.json sts-dev.tsv --output-dir runs/biencoder
+    kluekit train biencoder ... --nli klue-nli-v1.1_dev.json xnli.dev.ko.tsv   # an NLI stage first
     kluekit encode --model runs/biencoder --corpus corpus.txt --index-dir runs/corpus-index
     kluekit search --index-dir runs/corpus-index --query "오늘 날씨 어때?" --k 5
 """
@@ -50,6 +51,14 @@ class TrainBiencoderOptions:
                           "default prompt (e5 models were trained with 'query: ')")
     group_by_length: bool = opt(True, "batch pairs of similar length together (less padding, faster)")
     tensorboard: bool = opt(True, "write TensorBoard logs to <output-dir>/logs")
+    nli: list[str] = opt([], "NLI file(s) (KLUE-NLI JSON, KorNLI TSV, or CSV/TSV/JSON with premise, hypothesis, "
+                             "gold_label): first train on (premise, entailment, contradiction) triplets with "
+                             "MultipleNegativesRankingLoss, then on the STS pairs")
+    nli_epochs: int = opt(1, "epochs of the NLI stage (with --nli)", minimum=1)
+    nli_batch_size: int = opt(64, "triplets per NLI batch: every other hypothesis in the batch is a negative, "
+                                  "so larger batches give more negatives", minimum=1)
+    nli_learning_rate: float = opt(5e-5, "peak learning rate of the NLI stage (its own AdamW and warmup; "
+                                         "--warmup and --weight-decay apply)", minimum=0)
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""``kluekit train biencoder``: fine-tune a siamese sentence encoder on STS pairs with a CoSENT or cosine loss.
+"""``kluekit train biencoder``: fine-tune a siamese sentence encoder on STS pairs with a CoSENT or cosine loss,
+optionally after an NLI stage (triplets, MultipleNegativesRankingLoss; ``nli.py``).
 
-A small loop of our own around sentence-transformers' model, losses and ``save`` (its trainer needs the
-``datasets`` package, which the GPU machines lack): length-grouped batches, AdamW (fused on CUDA), linear
-warmup, bf16 autocast on GPU, Pearson/Spearman of cosine scores on every dev file after every epoch, the
-best epoch (Spearman on the first dev file) saved so that ``SentenceTransformer(run_dir)`` loads it.
+A small loop of our own (``loop.py``) around sentence-transformers' model, losses and ``save`` (its trainer
+needs the ``datasets`` package, which the GPU machines lack): length-grouped batches, AdamW (fused on CUDA),
+linear warmup, bf16 autocast on GPU, Pearson/Spearman of cosine scores on every dev file after every epoch,
+the best STS epoch (Spearman on the first dev file) saved so that ``SentenceTransformer(run_dir)`` loads it.
 """
 
 from __future__ import annotations
@@ -12,26 +13,26 @@ import dataclasses
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..batching import train_batches
 from ..data.io import file_sha256
 from ..data.sts import read_sts
 from ..errors import KluekitError
-from ..inference import autocast, resolve_precision
+from ..inference import resolve_precision
 from ..metrics import sts_metrics
 from ..rundir import device_name, save_into, versions, write_json
-from ..training import make_optimizer
 from .encoding import encode, load_biencoder
+from .loop import Stage, features, make_loss, run_stage, warmup_steps
+from .nli import nli_stage, read_triplets
 
 log = logging.getLogger("kluekit")
 RUN_INFO = "kluekit.json"
-MAX_GRAD_NORM = 1.0
 
 
 def load_pairs(paths: list[str], swap: bool = False) -> tuple[list[str], list[str], np.ndarray]:
@@ -73,21 +74,6 @@ def evaluate(model, dev_sets: dict[str, pd.DataFrame], batch_size: int,
     return results
 
 
-def make_loss(model, name: str):
-    """sentence-transformers' CoSENT (default; ranks pairs within a batch) or cosine-MSE loss."""
-    try:
-        from sentence_transformers.sentence_transformer.losses import CoSENTLoss, CosineSimilarityLoss
-    except ImportError:  # sentence-transformers < 5.4
-        from sentence_transformers.losses import CoSENTLoss, CosineSimilarityLoss
-    return {"cosent": CoSENTLoss, "cosine": CosineSimilarityLoss}[name](model)
-
-
-def features(model, texts: list[str], device: torch.device) -> dict:
-    """Tokenized, padded features of ``texts`` on ``device`` (``tokenize`` was renamed ``preprocess``)."""
-    prepare = getattr(model, "preprocess", None) or model.tokenize
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in prepare(texts).items()}
-
-
 def set_default_prompt(model, prompt: str) -> None:
     """Make ``prompt`` the model's default prompt, saved with it, so ``model.encode`` always puts it first."""
     name = next((name for name, text in model.prompts.items() if text == prompt), "kluekit")
@@ -108,8 +94,9 @@ def save_model(model, run_dir: Path) -> None:
 
 
 def train_biencoder(cfg) -> dict:
-    """Fine-tune ``cfg.model`` as a bi-encoder on ``cfg.train``; return the metrics record (also metrics.json)."""
-    from transformers import get_linear_schedule_with_warmup, set_seed
+    """Fine-tune ``cfg.model`` as a bi-encoder on ``cfg.train`` (after an NLI stage on ``cfg.nli``, if given);
+    return the metrics record (also metrics.json)."""
+    from transformers import set_seed
 
     run_dir = check_output_dir(cfg.output_dir, cfg.overwrite)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -118,101 +105,115 @@ def train_biencoder(cfg) -> dict:
     set_seed(cfg.seed)
     first, second, labels = load_pairs(cfg.train, cfg.swap_augment)
     dev_sets = read_dev_sets(cfg.dev)
+    triplets, nli_files = read_triplets(cfg.nli)  # every file is checked before the model is loaded
     model = load_biencoder(cfg.model, device=str(device))
     model.max_seq_length = min(cfg.max_length, model.max_seq_length or cfg.max_length)  # not past the positions
-    if cfg.prompt:
-        set_default_prompt(model, cfg.prompt)
-        first, second = [cfg.prompt + text for text in first], [cfg.prompt + text for text in second]
-    loss_fn = make_loss(model, cfg.loss)
-    lengths = [len(a) + len(b) for a, b in zip(first, second)]  # characters: close enough to group batches
-
-    per_epoch = len(train_batches(lengths, cfg.batch_size, cfg.seed, 0, True, cfg.group_by_length))
-    total_steps = cfg.epochs * per_epoch
-    warmup = int(cfg.warmup * total_steps) if cfg.warmup < 1 else int(cfg.warmup)
-    optimizer = make_optimizer(model, cfg, fused=device.type == "cuda")
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    prompt = cfg.prompt or ""
+    if prompt:
+        set_default_prompt(model, prompt)
+    sts = sts_stage(model, cfg, [prompt + text for text in first], [prompt + text for text in second], labels, device)
+    stages = ([nli_stage(model, cfg, triplets, device)] if triplets else []) + [sts]
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / RUN_INFO, run_info(cfg, len(labels), precision, total_steps, warmup))
+    write_json(run_dir / RUN_INFO, run_info(cfg, len(labels), precision, stages, nli_files))
     writer = None
     if cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "logs"))
+    if triplets:
+        log.info("NLI stage: %d (premise, entailment, contradiction) triplets (%s): %d epochs x %d steps, batch %d, "
+                 "MultipleNegativesRankingLoss, lr %g", len(triplets), ", ".join(cfg.nli), cfg.nli_epochs,
+                 len(stages[0].plan[0]), cfg.nli_batch_size, cfg.nli_learning_rate)
     log.info("training bi-encoder %s on %d pairs (%s): %d epochs x %d steps, batch %d, %s loss, %s on %s",
-             cfg.model, len(labels), ", ".join(cfg.train), cfg.epochs, per_epoch, cfg.batch_size, cfg.loss,
+             cfg.model, len(labels), ", ".join(cfg.train), cfg.epochs, len(sts.plan[0]), cfg.batch_size, cfg.loss,
              precision, device)
-    history = [{"epoch": 0, "dev": evaluate(model, dev_sets, cfg.eval_batch_size)}] if dev_sets else []
-    if history:
-        log.info("untrained dev: %s", describe(history[0]["dev"]))
-    best, seconds, seen, step = None, 0.0, 0, 0
-    progress = tqdm(total=total_steps, unit="step", dynamic_ncols=True)
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        started = time.perf_counter()
-        for batch in train_batches(lengths, cfg.batch_size, cfg.seed, epoch - 1, True, cfg.group_by_length):
-            inputs = [features(model, [first[i] for i in batch], device),
-                      features(model, [second[i] for i in batch], device)]
-            with autocast(device, precision):
-                loss = loss_fn(inputs, torch.as_tensor(labels[batch], device=device))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step, seen = step + 1, seen + len(batch)
-            progress.update(1)
-            if step % 10 == 0:
-                progress.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch)
-                if writer:
-                    writer.add_scalar("train/loss", loss.item(), step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # count the queued GPU work of this epoch as training time
-        seconds += time.perf_counter() - started
-        entry = {"epoch": epoch, "step": step}
-        if dev_sets:
-            entry["dev"] = evaluate(model, dev_sets, cfg.eval_batch_size)
-            primary = next(iter(entry["dev"].values()))["spearman"]
-            better = best is None or primary > best["spearman"]
-            log.info("epoch %d dev: %s%s", epoch, describe(entry["dev"]), " (best)" if better else "")
-            if writer:
-                for name, metrics in entry["dev"].items():
-                    for key, value in metrics.items():
-                        writer.add_scalar(f"dev/{name}/{key}", value, step)
-        else:
-            better, primary = True, None
-        history.append(entry)
-        if better:
-            best = {"epoch": epoch, "spearman": primary, "dev": entry.get("dev")}
-            save_model(model, run_dir)
-    progress.close()
+    record = Record(model, dev_sets, cfg.eval_batch_size, run_dir, writer)
+    record.history = [{"stage": "untrained", "epoch": 0, "dev": record.score()}] if dev_sets else []
+    if record.history:
+        log.info("untrained dev: %s", describe(record.history[0]["dev"]))
+    done, step0 = {}, 0
+    for stage in stages:  # only STS epochs may be saved; NLI epochs are scored for information
+        on_epoch = partial(record.epoch_done, stage.name, stage is sts, step0)
+        done[stage.name] = run_stage(model, stage, cfg, device, precision, on_epoch, writer, step0)
+        step0 += stage.total_steps
     if writer:
         writer.close()
-    result = {"best_epoch": best["epoch"], "best": best["dev"], "history": history, "steps": step,
-              "train_seconds": round(seconds, 3), "train_examples_seen": seen,
-              "train_examples_per_s": round(seen / max(seconds, 1e-9), 2)}
+    best, trained = record.best, done["sts"]
+    result = {"best_epoch": best["epoch"], "best": best["dev"], "history": record.history, "steps": trained["steps"],
+              "train_seconds": trained["train_seconds"], "train_examples_seen": trained["examples_seen"],
+              "train_examples_per_s": trained["examples_per_s"]}
+    if "nli" in done:
+        result["nli"] = {"epochs": cfg.nli_epochs, "triplets": len(triplets), **done["nli"]}
     write_json(run_dir / "metrics.json", result)
     log.info("run directory: %s", run_dir)
     return {**result, "run_dir": str(run_dir)}
+
+
+def sts_stage(model, cfg, first: list[str], second: list[str], labels: np.ndarray, device) -> Stage:
+    """The STS stage: ``cfg.epochs`` epochs of (length-grouped) shuffled batches of pairs, CoSENT or cosine loss."""
+    lengths = [len(a) + len(b) for a, b in zip(first, second)]  # characters: close enough to group batches
+    plan = [train_batches(lengths, cfg.batch_size, cfg.seed, epoch, True, cfg.group_by_length)
+            for epoch in range(cfg.epochs)]
+
+    def inputs(batch: list[int]):
+        return ([features(model, [first[i] for i in batch], device), features(model, [second[i] for i in batch], device)],
+                torch.as_tensor(labels[batch], device=device))
+
+    return Stage("sts", make_loss(model, cfg.loss), plan, inputs, cfg.learning_rate)
+
+
+class Record:
+    """Dev scores after each epoch (``history``) and the best kept epoch, saved into the run directory."""
+
+    def __init__(self, model, dev_sets: dict, batch_size: int, run_dir: Path, writer=None):
+        self.model, self.dev_sets, self.batch_size, self.run_dir, self.writer = model, dev_sets, batch_size, run_dir, writer
+        self.history, self.best = [], None
+
+    def score(self) -> dict:
+        return evaluate(self.model, self.dev_sets, self.batch_size)
+
+    def epoch_done(self, stage: str, keep: bool, step0: int, epoch: int, step: int) -> None:
+        """Score the dev sets, log and record them (TensorBoard at global step ``step0 + step``); with ``keep``,
+        save the model if it is the best so far (Spearman on the first dev set; without dev sets, every kept
+        epoch is saved)."""
+        entry = {"stage": stage, "epoch": epoch, "step": step}
+        better, primary = keep, None
+        if self.dev_sets:
+            entry["dev"] = self.score()
+            primary = next(iter(entry["dev"].values()))["spearman"]
+            better = keep and (self.best is None or primary > self.best["spearman"])
+            log.info("%s epoch %d dev: %s%s", stage, epoch, describe(entry["dev"]), " (best)" if better else "")
+            if self.writer:
+                for name, metrics in entry["dev"].items():
+                    for key, value in metrics.items():
+                        self.writer.add_scalar(f"dev/{name}/{key}", value, step0 + step)
+        self.history.append(entry)
+        if better:
+            self.best = {"epoch": epoch, "spearman": primary, "dev": entry.get("dev")}
+            save_model(self.model, self.run_dir)
 
 
 def describe(dev: dict[str, dict[str, float]]) -> str:
     return "; ".join(f"{name} pearson={m['pearson']:.2f} spearman={m['spearman']:.2f}" for name, m in dev.items())
 
 
-def run_info(cfg, pairs: int, precision: str, total_steps: int, warmup: int) -> dict:
-    """What reproduces the run: options, data hashes, versions, device, command."""
+def run_info(cfg, pairs: int, precision: str, stages: list[Stage], nli_files: list[dict]) -> dict:
+    """What reproduces the run: options, data hashes (and NLI rows used), versions, device, steps, command."""
     import sentence_transformers
 
+    data = {role: [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
+            for role, paths in (("train", cfg.train), ("dev", cfg.dev))}
+    steps = {stage.name: {"total_steps": stage.total_steps, "warmup_steps": warmup_steps(cfg.warmup, stage.total_steps)}
+             for stage in stages}
     return {
         "task": "biencoder",
         "train_config": dataclasses.asdict(cfg),
-        "data": {role: [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
-                 for role, paths in (("train", cfg.train), ("dev", cfg.dev))},
+        "data": {**data, **({"nli": nli_files} if nli_files else {})},
         "train_pairs_after_augment": pairs,
         "versions": {**versions(), "sentence_transformers": sentence_transformers.__version__},
-        "device": device_name(), "precision": precision, "total_steps": total_steps, "warmup_steps": warmup,
+        "device": device_name(), "precision": precision, **steps["sts"],
+        **({"nli_triplets": sum(f["triplets"] for f in nli_files), "nli_steps": steps["nli"]} if "nli" in steps else {}),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -39,4 +39,4 @@ class CrossEncoderScorer:
                               "label": np.nan})
         features = self.task.encode(frame, self.tokenizer, self.max_length)
         logits = predict_logits(self.model, self.tokenizer, features, self.batch_size, self.device, progress=False)
-        return self.task.outputs(logits)
+        return self.task.outputs(logits, features)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from ..errors import KluekitError
 from .base import Task
+from .classify import ClassifyTask
+from .ner import NERTask
 from .re import RETask
 from .sts import STSTask
 
 TASKS: dict[str, type[Task]] = {
     STSTask.name: STSTask,
     RETask.name: RETask,
+    ClassifyTask.name: ClassifyTask,
+    NERTask.name: NERTask,
 }
 
 

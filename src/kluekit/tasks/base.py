@@ -71,16 +71,24 @@ class Task:
         return examples
 
     def encode(self, examples: pd.DataFrame, tokenizer, max_length: int) -> dict[str, list]:
-        """Tokenize in one batched call; add ``labels`` when the examples carry them."""
+        """Tokenize in one batched call; add ``labels`` when the examples carry them. Keys starting with
+        ``_`` are for the task's own use in ``outputs`` and never reach the model."""
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training loss of one batch."""
         raise NotImplementedError
 
-    def outputs(self, logits: np.ndarray) -> np.ndarray:
-        """Predictions from raw logits (scores for regression, probabilities for classification)."""
+    def outputs(self, logits: np.ndarray, features: dict[str, list] | None = None) -> np.ndarray:
+        """Predictions from raw logits (scores for regression, probabilities for classification).
+
+        ``features`` are what ``encode`` returned for these examples (NER maps token probabilities back
+        to characters through the offsets it keeps there under a ``_``-prefixed key)."""
         raise NotImplementedError
+
+    def strata(self, examples: pd.DataFrame) -> np.ndarray | None:
+        """Class ids that k-fold splits keep in proportion (stratified), or None for plain k-fold."""
+        return None
 
     def gold(self, examples: pd.DataFrame) -> np.ndarray:
         """Gold values of labelled examples, in the form ``metrics`` takes."""
@@ -101,3 +109,10 @@ class Task:
     def report(self, preds: np.ndarray, examples: pd.DataFrame, out_dir, worst: int = 30) -> list[str]:
         """Write analysis files (plots, tables) for a labelled set; return printable summary lines."""
         return []
+
+
+def softmax(logits) -> np.ndarray:
+    """Row-wise softmax of (n, C) logits as float64 probabilities."""
+    logits = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)

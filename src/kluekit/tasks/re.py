@@ -23,7 +23,7 @@ from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations, entity
 from ..data.io import write_csv_atomic
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
 from ..errors import KluekitError
-from .base import Task, TaskOptions
+from .base import Task, TaskOptions, softmax
 
 LOSSES = ("ce", "weighted_ce", "focal")
 POOLINGS = ("auto", "cls", "entity")
@@ -115,10 +115,11 @@ class RETask(Task):
         log_p = F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
         return (-(1 - log_p.exp()) ** self.options.focal_gamma * log_p).mean()
 
-    def outputs(self, logits):
-        logits = np.asarray(logits, dtype=np.float64)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+    def outputs(self, logits, features=None):
+        return softmax(logits)
+
+    def strata(self, examples):
+        return self.gold(examples)
 
     def gold(self, examples):
         return examples["label_id"].to_numpy(dtype=np.int64)
@@ -141,10 +142,7 @@ class RETask(Task):
         write_csv_atomic(frame, path)
 
     def report(self, preds, examples, out_dir, worst=30):
-        from ..report import confusion_matrix_plot, per_class_table
+        from ..report import class_report
 
-        out_dir = Path(out_dir)
-        gold, pred = self.gold(examples), preds.argmax(axis=1)
-        confusion_matrix_plot(gold, pred, self.labels, out_dir / "confusion_matrix.png",
-                              title=f"RE confusion matrix ({Path(examples.attrs.get('path', '')).name})")
-        return per_class_table(gold, pred, self.labels, out_dir / "per_class.csv")
+        return class_report(self.gold(examples), preds.argmax(axis=1), self.labels, out_dir,
+                            f"RE confusion matrix ({Path(examples.attrs.get('path', '')).name})")

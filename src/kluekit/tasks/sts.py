@@ -57,7 +57,7 @@ class STSTask(Task):
     def loss(self, logits, labels):
         return LOSSES[self.options.loss](logits.squeeze(-1).float(), labels.float())
 
-    def outputs(self, logits):
+    def outputs(self, logits, features=None):
         return np.clip(np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0], 0.0, 5.0)
 
     def gold(self, examples):

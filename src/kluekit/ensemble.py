@@ -1,0 +1,112 @@
+"""``kluekit ensemble``: soft voting over several runs of one task on the same input.
+
+Each run predicts the input (probabilities for classification, RE and NER characters; scores for STS),
+the predictions are averaged with optional weights, and the result is written as that task's normal
+submission::
+
+    kluekit ensemble --model runs/ynat-a runs/ynat-b runs/ynat-c --input test.tsv --output submission.csv
+    kluekit ensemble --model runs/sts-5fold/fold-* --weights 1 1 1 1 2 --input dev.json --output out.csv --evaluate
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import PRECISIONS, opt
+from .cli import Command
+from .errors import KluekitError
+
+log = logging.getLogger("kluekit")
+
+
+@dataclass
+class EnsembleConfig:
+    """Options of ``kluekit ensemble``."""
+
+    model: list[str] = opt([], "run directories written by 'kluekit train' for the same task and labels", required=True)
+    input: str = opt(None, "input file (CSV/TSV/JSON; format detected from the file)", required=True)
+    output: str = opt(None, "submission file to write", required=True)
+    weights: list[str] = opt([], "one weight per run, in --model order (default: equal weights)")
+    format: str = opt("auto", "input file format (default: detected from the file)")
+    batch_size: int = opt(128, "prediction batch size", minimum=1)
+    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column (sts)")
+    evaluate: bool = opt(False, "the input carries labels: print each run's metrics and the ensemble's, and write "
+                                "the report next to --output")
+
+
+def parse_weights(values: list[str], runs: int) -> np.ndarray:
+    if not values:
+        return np.ones(runs)
+    if len(values) != runs:
+        raise KluekitError(f"--weights: {len(values)} weight(s) for {runs} run(s)")
+    try:
+        weights = np.array([float(v) for v in values])
+    except ValueError:
+        raise KluekitError(f"--weights: {' '.join(values)!r} are not all numbers") from None
+    if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise KluekitError("--weights must be finite, >= 0, and not all 0")
+    return weights
+
+
+def open_runs(paths: list[str]):
+    """(task, info) of every run, checked to be the same task with the same labels."""
+    from .modeling import read_run_info, run_task
+
+    runs = [(run_task(info), info) for info in (read_run_info(path) for path in paths)]
+    first, first_info = runs[0]
+    for path, (task, info) in zip(paths, runs):
+        if task.name != first.name:
+            raise KluekitError(f"--model: {path} is a {task.name} run, {paths[0]} a {first.name} run")
+        if task.labels != first.labels:
+            raise KluekitError(f"--model: {path} was trained with other labels (or another label order) than {paths[0]}")
+    return runs
+
+
+def ensemble(cfg: EnsembleConfig) -> dict:
+    """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
+    from .runner import predict_examples, write_report
+
+    if len(cfg.model) < 2:
+        raise KluekitError("--model: give two or more run directories to ensemble")
+    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
+        raise KluekitError("--output must not be the --input file")
+    weights = parse_weights(cfg.weights, len(cfg.model))
+    runs = open_runs(cfg.model)
+    task = runs[0][0]
+    if cfg.sample_submission and not task.fills_sample_submission:
+        raise KluekitError(f"--sample-submission is not supported for {task.name}")
+    examples = task.read(cfg.input, cfg.format, require_labels=cfg.evaluate)
+    gold = task.gold(examples) if cfg.evaluate else None
+    total, members = None, {}
+    for path, weight, (run, info) in zip(cfg.model, weights, runs):
+        rows = run.read(cfg.input, cfg.format, require_labels=cfg.evaluate)  # each run's own reading options
+        if len(rows) != len(examples) or (rows["id"].to_numpy() != examples["id"].to_numpy()).any():
+            raise KluekitError(f"--model: {path} reads {cfg.input} into other rows than {cfg.model[0]} "
+                               "(different column options?)")
+        preds, _ = predict_examples(run, path, rows, info["train_config"]["max_length"], cfg.batch_size, cfg.precision)
+        total = weight * preds if total is None else total + weight * preds
+        if gold is not None:
+            members[path] = run.metrics(preds, gold)
+            log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in members[path].items()))
+    preds = total / weights.sum()
+    task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
+    log.info("wrote %s (%d rows, %d runs)", cfg.output, len(examples), len(cfg.model))
+    if gold is None:
+        return {"output": cfg.output}
+    metrics = task.metrics(preds, gold)
+    out_dir = Path(cfg.output).with_suffix("").with_name(Path(cfg.output).stem + "-report")
+    write_report(task, preds, examples, out_dir, 30, {"input": str(cfg.input), "runs": cfg.model,
+                                                      "weights": weights.tolist(), "members": members, **metrics})
+    for path, scores in members.items():
+        print(f"{path}: " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+    print("ensemble: " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()) + f"  (report: {out_dir})")
+    return {"output": cfg.output, "metrics": metrics, "members": members}
+
+
+ENSEMBLE = Command(EnsembleConfig, "average several runs' predictions (soft voting) into one submission",
+                   "kluekit.ensemble:ensemble")

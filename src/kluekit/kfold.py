@@ -1,0 +1,78 @@
+"""K-fold training: K runs, each trained on K-1 folds and scored on the one it did not see, and the
+out-of-fold (OOF) score over the whole training file.
+
+    kluekit train classify --preset ynat --train train.tsv --folds 5 --output-dir runs/ynat-5fold
+    # -> runs/ynat-5fold/fold-0 ... fold-4 (normal run directories), oof_metrics.json, oof_predictions.csv
+    kluekit ensemble --model runs/ynat-5fold/fold-* --input test.tsv --output submission.csv
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from .config import TrainConfig
+from .errors import KluekitError
+from .rundir import prepare_run_dir
+from .tasks import Task
+
+log = logging.getLogger("kluekit")
+
+
+def fold_indices(task: Task, examples, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) row indices of each fold; stratified where the task gives class ids."""
+    if folds < 2:
+        raise KluekitError(f"--folds: {folds} must be at least 2")
+    if folds > len(examples):
+        raise KluekitError(f"--folds: {folds} folds need at least {folds} training examples, the file has {len(examples)}")
+    strata = task.strata(examples)
+    if strata is None:
+        return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(examples))))
+    counts = np.bincount(strata)
+    rare = [task.labels[i] for i in np.flatnonzero((counts > 0) & (counts < folds))]
+    if rare:
+        log.warning("label(s) with fewer examples than folds, missing from some held-out folds: %s", ", ".join(rare))
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(examples)), strata))
+
+
+def train_folds(task: Task, cfg: TrainConfig) -> dict:
+    """Train ``cfg.folds`` runs into ``<output_dir>/fold-<k>`` and write the out-of-fold metrics and predictions."""
+    from .runner import predict_examples, write_report
+    from .training import train
+
+    if cfg.dev:
+        raise KluekitError("--folds scores each run on its held-out fold: drop --dev (score the fold runs on a dev "
+                           "file with 'kluekit ensemble --evaluate' or 'kluekit evaluate')")
+    if cfg.resume:
+        raise KluekitError("--resume is not supported with --folds")
+    root = prepare_run_dir(cfg.output_dir or f"runs/{task.name}-{cfg.folds}fold-{time.strftime('%Y%m%d-%H%M%S')}",
+                           task.name, False, cfg.overwrite)
+    examples = task.read(cfg.train, cfg.format)
+    task.fit(examples)  # the label set of the whole file, so every fold's model has the same classes
+    splits = fold_indices(task, examples, cfg.folds, cfg.seed)
+    parts, results = [], []
+    for k, (train_rows, held_rows) in enumerate(splits):
+        log.info("fold %d/%d: %d training, %d held-out examples", k + 1, cfg.folds, len(train_rows), len(held_rows))
+        fold_cfg = dataclasses.replace(cfg, output_dir=str(root / f"fold-{k}"), folds=0, overwrite=True)
+        held = examples.iloc[held_rows].reset_index(drop=True)
+        held.attrs = dict(examples.attrs)
+        train_part = examples.iloc[train_rows].reset_index(drop=True)
+        train_part.attrs = dict(examples.attrs)
+        result = train(task, fold_cfg, examples=(train_part, held), extra={"fold": k, "folds": cfg.folds})
+        preds, _ = predict_examples(task, result["run_dir"], held, cfg.max_length, cfg.eval_batch_size, cfg.precision,
+                                    progress=False)
+        parts.append(preds)
+        results.append({"fold": k, "run_dir": result["run_dir"], "steps": result["steps"],
+                        "train_seconds": result["train_seconds"], **task.metrics(preds, task.gold(held))})
+    oof = np.empty((len(examples),) + parts[0].shape[1:], dtype=parts[0].dtype)
+    for preds, (_, held_rows) in zip(parts, splits):
+        oof[held_rows] = preds
+    metrics = task.metrics(oof, task.gold(examples))
+    record = {"folds": results, "oof": metrics, "train": str(cfg.train), "rows": len(examples)}
+    summary = write_report(task, oof, examples, root / "oof", 30, record)
+    log.info("out-of-fold: %s", " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+    return {"oof": metrics, "folds": results, "report": summary, "run_dir": str(root)}
