@@ -26,7 +26,7 @@ from kluekit.cli import run, setup_logging
 RECIPES = {  # epochs, batch size, learning rate, max tokens (YNAT titles are short; NER sentences long)
     "ynat": ["--epochs", "3", "--batch-size", "64", "--learning-rate", "1e-4", "--max-length", "64"],
     "nsmc": ["--epochs", "3", "--batch-size", "32", "--learning-rate", "5e-5", "--max-length", "128"],
-    "ner": ["--epochs", "8", "--batch-size", "32", "--learning-rate", "1e-4", "--max-length", "192"],
+    "ner": ["--epochs", "15", "--batch-size", "32", "--learning-rate", "1e-4", "--max-length", "128"],
 }
 
 

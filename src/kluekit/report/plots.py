@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import warnings
 
 import matplotlib
 
@@ -15,6 +18,36 @@ from ..data.io import atomic_path  # noqa: E402
 from ..metrics import check_class_ids  # noqa: E402
 
 
+# fonts with Hangul that matplotlib may find (Linux packages, Windows, macOS), in order of preference
+KOREAN_FONTS = ("NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "AppleGothic", "Apple SD Gothic Neo",
+                "UnDotum", "Baekmuk Gulim", "Droid Sans Fallback")
+
+
+@functools.lru_cache(maxsize=None)
+def korean_font() -> str | None:
+    """The first installed font of ``KOREAN_FONTS`` (used for Korean labels), or None after one warning."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    found = next((name for name in KOREAN_FONTS if name in installed), None)
+    if found is None:
+        logging.getLogger("kluekit").warning(
+            "no Korean font found for plots: Hangul labels show as boxes (install one, e.g. 'apt install "
+            "fonts-nanum', then delete matplotlib's font cache)")
+    return found
+
+
+def korean_labels(plot):
+    """Draw ``plot`` with a Korean font first (when one is installed; else one warning, not one per glyph)."""
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        font = korean_font()
+        with matplotlib.rc_context({"font.family": [font, "DejaVu Sans"]} if font else {}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            return plot(*args, **kwargs)
+    return wrapper
+
+
 def save_png(fig, path) -> None:
     """Write ``fig`` as PNG atomically and free it."""
     with atomic_path(path) as tmp:
@@ -22,6 +55,7 @@ def save_png(fig, path) -> None:
     plt.close(fig)
 
 
+@korean_labels
 def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: float = 5.0) -> None:
     """Prediction (y) against gold (x), one colour per group, with the diagonal and the 3.0 thresholds."""
     preds, gold, groups = np.asarray(preds), np.asarray(gold), np.asarray(groups, dtype=str)
@@ -42,6 +76,7 @@ def scatter_plot(preds, gold, groups, path, title: str, low: float = 0.0, high: 
     save_png(fig, path)
 
 
+@korean_labels
 def confusion_matrix_plot(gold_ids, pred_ids, labels: list[str], path, title: str, normalize: bool = True) -> None:
     """Gold (rows) against predicted (columns) class, readable for 30 classes, written as PNG.
 
