@@ -187,3 +187,14 @@ def test_resume_continues_a_killed_run_to_the_same_result(tiny_model, small_file
     for got, want in zip(resumed["history"], whole["history"]):
         for key in ("pearson", "f1", "spearman", "mse"):
             assert got[key] == pytest.approx(want[key], abs=1e-4), (key, got, want)
+
+
+def test_ensemble_averages_the_scores_of_its_runs(trained, untrained, sts_dev_json, tmp_path):
+    """Weighted soft voting over two STS runs is the weighted mean of their own predictions, in input order."""
+    for name, run in (("a", trained), ("b", untrained)):
+        kluekit("predict", "sts", "--model", run, "--input", sts_dev_json, "--output", tmp_path / f"{name}.csv")
+    kluekit("ensemble", "--model", trained, untrained, "--weights", 3, 1, "--input", sts_dev_json,
+            "--output", tmp_path / "ens.csv")
+    a, b, ens = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("a", "b", "ens"))
+    assert ens["id"].tolist() == a["id"].tolist()
+    np.testing.assert_allclose(ens["target"], (3 * a["target"] + b["target"]) / 4, atol=2e-6)

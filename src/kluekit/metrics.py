@@ -62,6 +62,21 @@ def check_class_ids(ids, num_classes: int, name: str = "gold") -> np.ndarray:
     return ids
 
 
+def check_probs(probs, gold, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(n, C) finite float64 scores for the C ``labels`` and n gold class ids, n >= 1; ValueError otherwise."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(labels):
+        raise ValueError(f"probs must be (n, {len(labels)}) for {len(labels)} labels, got shape {probs.shape}")
+    if probs.shape[0] == 0:
+        raise ValueError("need at least one example, got 0")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("probs contains NaN or infinite values")
+    gold = check_class_ids(gold, len(labels))
+    if gold.shape[0] != probs.shape[0]:
+        raise ValueError(f"probs has {probs.shape[0]} rows but gold has {gold.shape[0]} ids")
+    return probs, gold
+
+
 def re_auprc_per_class(probs: np.ndarray, gold: np.ndarray) -> np.ndarray:
     """Area under each class's one-vs-rest PR curve (0..1), as KLUE computes it; absent classes get 0.5."""
     num_classes = probs.shape[1]
@@ -82,18 +97,9 @@ def re_metrics(probs: np.ndarray, gold: np.ndarray, labels: list[str],
     >>> r["micro_f1"], r["auprc"], r["accuracy"]
     (100.0, 100.0, 100.0)
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != len(labels):
-        raise ValueError(f"probs must be (n, {len(labels)}) for {len(labels)} labels, got shape {probs.shape}")
-    if probs.shape[0] == 0:
-        raise ValueError("need at least one example, got 0")
-    if not np.all(np.isfinite(probs)):
-        raise ValueError("probs contains NaN or infinite values")
     if no_relation not in labels:
         raise ValueError(f"no_relation label {no_relation!r} is not among the {len(labels)} labels")
-    gold = check_class_ids(gold, len(labels))
-    if gold.shape[0] != probs.shape[0]:
-        raise ValueError(f"probs has {probs.shape[0]} rows but gold has {gold.shape[0]} ids")
+    probs, gold = check_probs(probs, gold, labels)
     preds = probs.argmax(axis=1)
     relation_ids = [i for i, name in enumerate(labels) if name != no_relation]
     # zero_division=0 is the value KLUE's default ("warn") returns when nothing is predicted or gold, minus the warning
@@ -132,16 +138,7 @@ def classification_metrics(probs: np.ndarray, gold: np.ndarray, labels: list[str
     >>> classification_metrics(np.array([[.9, .1], [.2, .8], [.6, .4]]), np.array([0, 1, 1]), ["a", "b"])
     {'accuracy': 66.66666666666666, 'macro_f1': 66.66666666666666}
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != len(labels):
-        raise ValueError(f"probs must be (n, {len(labels)}) for {len(labels)} labels, got shape {probs.shape}")
-    if probs.shape[0] == 0:
-        raise ValueError("need at least one example, got 0")
-    if not np.all(np.isfinite(probs)):
-        raise ValueError("probs contains NaN or infinite values")
-    gold = check_class_ids(gold, len(labels))
-    if gold.shape[0] != probs.shape[0]:
-        raise ValueError(f"probs has {probs.shape[0]} rows but gold has {gold.shape[0]} ids")
+    probs, gold = check_probs(probs, gold, labels)
     preds = probs.argmax(axis=1)
     return {"accuracy": float(np.mean(preds == gold) * 100),
             "macro_f1": float(f1_score(gold, preds, average="macro") * 100)}

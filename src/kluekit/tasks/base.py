@@ -116,3 +116,9 @@ def softmax(logits) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def label_columns(labels: list[str], probs: np.ndarray) -> dict[str, np.ndarray]:
+    """The predicted label's name and probability, per row of (n, C) class probabilities."""
+    names = np.asarray(labels, dtype=object)
+    return {"pred_label": names[probs.argmax(axis=1)], "pred_prob": np.round(probs.max(axis=1), 6)}

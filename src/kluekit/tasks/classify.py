@@ -22,7 +22,7 @@ from ..data.classify import PRESETS, label_ids, label_set, read_classification, 
 from ..data.io import write_csv_atomic
 from ..errors import KluekitError
 from ..metrics import classification_metrics
-from .base import Task, TaskOptions, softmax
+from .base import Task, TaskOptions, label_columns, softmax
 
 log = logging.getLogger("kluekit")
 METRICS = ("auto", "macro_f1", "accuracy")
@@ -108,8 +108,7 @@ class ClassifyTask(Task):
         return classification_metrics(preds, gold, self.labels)
 
     def prediction_columns(self, preds):
-        names = np.asarray(self.labels, dtype=object)
-        return {"pred_label": names[preds.argmax(axis=1)], "pred_prob": np.round(preds.max(axis=1), 6)}
+        return label_columns(self.labels, preds)
 
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:

@@ -23,7 +23,7 @@ from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations, entity
 from ..data.io import write_csv_atomic
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
 from ..errors import KluekitError
-from .base import Task, TaskOptions, softmax
+from .base import Task, TaskOptions, label_columns, softmax
 
 LOSSES = ("ce", "weighted_ce", "focal")
 POOLINGS = ("auto", "cls", "entity")
@@ -130,8 +130,7 @@ class RETask(Task):
         return re_metrics(preds, gold, self.labels)
 
     def prediction_columns(self, preds):
-        names = np.asarray(self.labels, dtype=object)
-        return {"pred_label": names[preds.argmax(axis=1)], "pred_prob": np.round(preds.max(axis=1), 6)}
+        return label_columns(self.labels, preds)
 
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
