@@ -47,3 +47,13 @@ class Features(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         return {name: values[index] for name, values in self.features.items()}
+
+
+def ragged(arrays) -> np.ndarray:
+    """A 1-D object array holding ``arrays`` (of different lengths) as they are; numpy would otherwise
+    try to stack arrays that happen to share a shape."""
+    arrays = list(arrays)
+    out = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        out[i] = array
+    return out

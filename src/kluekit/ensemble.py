@@ -58,8 +58,8 @@ def open_runs(paths: list[str]):
     from .modeling import read_run_info, run_task
 
     runs = [(run_task(info), info) for info in (read_run_info(path) for path in paths)]
-    first, first_info = runs[0]
-    for path, (task, info) in zip(paths, runs):
+    first = runs[0][0]
+    for path, (task, _) in zip(paths, runs):
         if task.name != first.name:
             raise KluekitError(f"--model: {path} is a {task.name} run, {paths[0]} a {first.name} run")
         if task.labels != first.labels:
@@ -69,26 +69,24 @@ def open_runs(paths: list[str]):
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
-    from .runner import predict_examples, write_report
+    from .runner import check_output, check_sample_submission, predict_examples, write_report
 
     if len(cfg.model) < 2:
         raise KluekitError("--model: give two or more run directories to ensemble")
-    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
-        raise KluekitError("--output must not be the --input file")
+    check_output(cfg)
     weights = parse_weights(cfg.weights, len(cfg.model))
     runs = open_runs(cfg.model)
     task = runs[0][0]
-    if cfg.sample_submission and not task.fills_sample_submission:
-        raise KluekitError(f"--sample-submission is not supported for {task.name}")
-    examples = task.read(cfg.input, cfg.format, require_labels=cfg.evaluate)
-    gold = task.gold(examples) if cfg.evaluate else None
-    total, members = None, {}
+    check_sample_submission(cfg, task)
+    examples, gold, total, members = None, None, None, {}
     for path, weight, (run, info) in zip(cfg.model, weights, runs):
         rows = run.read(cfg.input, cfg.format, require_labels=cfg.evaluate)  # each run's own reading options
-        if len(rows) != len(examples) or (rows["id"].to_numpy() != examples["id"].to_numpy()).any():
+        if examples is None:
+            examples, gold = rows, task.gold(rows) if cfg.evaluate else None
+        elif len(rows) != len(examples) or (rows["id"].to_numpy() != examples["id"].to_numpy()).any():
             raise KluekitError(f"--model: {path} reads {cfg.input} into other rows than {cfg.model[0]} "
                                "(different column options?)")
-        preds, _ = predict_examples(run, path, rows, info["train_config"]["max_length"], cfg.batch_size, cfg.precision)
+        preds, _ = predict_examples(run, path, info, rows, cfg.batch_size, cfg.precision)
         total = weight * preds if total is None else total + weight * preds
         if gold is not None:
             members[path] = run.metrics(preds, gold)

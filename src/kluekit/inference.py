@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from .batching import Features, sorted_batches
+from .batching import Features, ragged, sorted_batches
 from .errors import KluekitError
 
 
@@ -67,7 +67,7 @@ def predict_logits(model, tokenizer, features: dict[str, list], batch_size: int,
             logits = model(**batch).logits.float().cpu().numpy()
         if logits.ndim == 3:  # token head: one (length, C) array per example
             masks = batch["attention_mask"].bool().cpu().numpy()
-            logits = np.array([row[mask] for row, mask in zip(logits, masks)] + [None], dtype=object)[:-1]
+            logits = ragged([row[mask] for row, mask in zip(logits, masks)])
         outputs.append(logits)
     model.train(was_training)
     order = np.concatenate([np.asarray(b) for b in batches]) if batches else np.zeros(0, int)

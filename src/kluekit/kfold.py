@@ -2,7 +2,8 @@
 out-of-fold (OOF) score over the whole training file.
 
     kluekit train classify --preset ynat --train train.tsv --folds 5 --output-dir runs/ynat-5fold
-    # -> runs/ynat-5fold/fold-0 ... fold-4 (normal run directories), oof_metrics.json, oof_predictions.csv
+    # -> runs/ynat-5fold/fold-0 ... fold-4 (normal run directories), runs/ynat-5fold/oof/ (metrics.json,
+    #    predictions.csv and the task's report over all training examples)
     kluekit ensemble --model runs/ynat-5fold/fold-* --input test.tsv --output submission.csv
 """
 
@@ -41,7 +42,7 @@ def fold_indices(task: Task, examples, folds: int, seed: int) -> list[tuple[np.n
 
 def train_folds(task: Task, cfg: TrainConfig) -> dict:
     """Train ``cfg.folds`` runs into ``<output_dir>/fold-<k>`` and write the out-of-fold metrics and predictions."""
-    from .runner import predict_examples, write_report
+    from .runner import write_report
     from .training import train
 
     if cfg.dev:
@@ -63,11 +64,9 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
         train_part = examples.iloc[train_rows].reset_index(drop=True)
         train_part.attrs = dict(examples.attrs)
         result = train(task, fold_cfg, examples=(train_part, held), extra={"fold": k, "folds": cfg.folds})
-        preds, _ = predict_examples(task, result["run_dir"], held, cfg.max_length, cfg.eval_batch_size, cfg.precision,
-                                    progress=False)
-        parts.append(preds)
+        parts.append(result["best_outputs"])  # the saved model's predictions for its held-out fold
         results.append({"fold": k, "run_dir": result["run_dir"], "steps": result["steps"],
-                        "train_seconds": result["train_seconds"], **task.metrics(preds, task.gold(held))})
+                        "train_seconds": result["train_seconds"], **result["best"]})
     oof = np.empty((len(examples),) + parts[0].shape[1:], dtype=parts[0].dtype)
     for preds, (_, held_rows) in zip(parts, splits):
         oof[held_rows] = preds

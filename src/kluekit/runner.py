@@ -11,7 +11,7 @@ from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import write_csv_atomic
 from .errors import KluekitError
 from .inference import predict_logits, resolve_device, resolve_precision
-from .modeling import check_saved_model, load_run_model, read_run_info, run_task
+from .modeling import load_run_model, read_run_info, run_task
 from .rundir import write_json
 from .tasks import Task
 from .training import train as _train
@@ -34,13 +34,14 @@ def _open_run(cfg) -> tuple[Task, dict]:
     return run_task(info), info
 
 
-def predict_examples(task: Task, run_dir, examples, max_length: int, batch_size: int, precision: str = "auto",
+def predict_examples(task: Task, run_dir, info: dict, examples, batch_size: int, precision: str = "auto",
                      progress: bool = True):
-    """The run's predictions for examples read by ``task`` (``task.outputs``), and the seconds they took."""
+    """The run's predictions for examples read by ``task`` (``task.outputs``), and the seconds they took;
+    ``info`` is the run's record (``kluekit.json``)."""
     device = resolve_device()
     precision = resolve_precision(precision, device)
     tokenizer, model = load_run_model(run_dir, task, device)
-    features = task.encode(examples, tokenizer, max_length)
+    features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, features, batch_size, device, precision, progress=progress)
     seconds = time.perf_counter() - started
@@ -51,20 +52,28 @@ def predict_examples(task: Task, run_dir, examples, max_length: int, batch_size:
 
 def _run_predictions(cfg, task: Task, info: dict, require_labels: bool):
     examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
-    check_saved_model(cfg.model)
-    preds, seconds = predict_examples(task, cfg.model, examples, info["train_config"]["max_length"], cfg.batch_size,
-                                      cfg.precision)
+    preds, seconds = predict_examples(task, cfg.model, info, examples, cfg.batch_size, cfg.precision)
     return examples, preds, seconds
+
+
+def check_output(cfg) -> None:
+    """``--output`` (of ``predict``, ``ensemble``) must not overwrite ``--input``."""
+    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
+        raise KluekitError("--output must not be the --input file")
+
+
+def check_sample_submission(cfg, task: Task) -> None:
+    """``--sample-submission`` (of ``predict``, ``ensemble``) only for a task that can fill one."""
+    if cfg.sample_submission and not task.fills_sample_submission:
+        raise KluekitError(f"--sample-submission is not supported for {task.name}: "
+                           "its submission is written in the input's order")
 
 
 def predict(cfg: PredictConfig) -> Path:
     """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
-    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
-        raise KluekitError("--output must not be the --input file")
+    check_output(cfg)
     task, info = _open_run(cfg)
-    if cfg.sample_submission and not task.fills_sample_submission:
-        raise KluekitError(f"--sample-submission is not supported for {task.name}: "
-                           "its submission is written in the input's order")
+    check_sample_submission(cfg, task)
     examples, preds, _ = _run_predictions(cfg, task, info, require_labels=False)
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
     log.info("wrote %s (%d rows)", cfg.output, len(examples))

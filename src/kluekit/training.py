@@ -44,6 +44,8 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
 
     ``examples``: (train, dev or None) examples already read, used instead of reading ``cfg.train`` and
     ``cfg.dev`` (k-fold training passes its splits); ``extra`` is recorded in the run's ``kluekit.json``.
+    The record's ``best_outputs`` are the task's outputs on dev from the saved (best) model (None without
+    dev, or when that model was scored before a ``--resume``).
     """
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(cfg.precision, torch.device(device_type))
@@ -52,13 +54,10 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
     run_dir = prepare_run_dir(cfg.output_dir, task.name, cfg.resume, cfg.overwrite) if main else Path(cfg.output_dir or ".")
     set_seed(cfg.seed)
 
-    if examples is None:  # the training file first: it may define what dev is checked against (the labels)
-        train_examples = task.read(cfg.train, cfg.format)
-        task.fit(train_examples)
-        dev_examples = task.read(cfg.dev, cfg.format) if cfg.dev else None
-    else:
-        train_examples, dev_examples = examples
-        task.fit(train_examples)
+    train_examples, dev_examples = examples or (task.read(cfg.train, cfg.format), None)
+    task.fit(train_examples)  # before dev is read: the training file may define the labels dev is checked against
+    if examples is None and cfg.dev:
+        dev_examples = task.read(cfg.dev, cfg.format)
     tokenizer, model = load_pretrained(cfg.model, task)
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, cfg.max_length), labels=True))
     dev_features = task.encode(dev_examples, tokenizer, cfg.max_length) if dev_examples is not None else None
@@ -92,12 +91,15 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
              cfg.model, len(train_examples), len(train_set), total_steps, cfg.batch_size, accelerator.num_processes,
              precision, accelerator.device)
 
+    best_outputs = [None]  # not in ``state``: that is written to JSON with each checkpoint
+
     def evaluate_and_checkpoint():
         unwrapped = accelerator.unwrap_model(model)
         if dev_features is not None:
             logits = predict_logits(unwrapped, tokenizer, dev_features, cfg.eval_batch_size, accelerator.device,
                                     precision, progress=main, desc="dev")
-            metrics = task.metrics(task.outputs(logits, dev_features), task.gold(dev_examples))
+            outputs = task.outputs(logits, dev_features)
+            metrics = task.metrics(outputs, task.gold(dev_examples))
             better = state["best"] is None or (
                 (metrics[task.primary_metric] > state["best"][task.primary_metric]) == task.greater_is_better)
             state["history"].append({"step": state["global_step"], "epoch": round(state["global_step"] / per_epoch, 3), **metrics})
@@ -108,6 +110,7 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
                      " (best)" if better else "")
             if better:
                 state["best"], state["best_step"] = metrics, state["global_step"]
+                best_outputs[0] = outputs
         else:
             better = True
         if main and better:
@@ -155,7 +158,7 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
                 break
         state["train_seconds"] += time.perf_counter() - started
     progress.close()
-    return finish(run_dir, state, main, writer, accelerator)
+    return {**finish(run_dir, state, main, writer, accelerator), "best_outputs": best_outputs[0]}
 
 
 def log_train_step(writer, progress, loss: float, lr: float, step: int) -> None:

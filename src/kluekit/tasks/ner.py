@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
+from ..batching import ragged
 from ..data.ner import NER_LABELS, char_probs, ner_label_set, read_ner, token_labels, write_ner
 from ..errors import DataError, KluekitError
 from ..metrics import ner_metrics
@@ -92,10 +93,10 @@ class NERTask(Task):
             raise KluekitError("ner outputs need the encoded features (character offsets)")
         probs = [char_probs(softmax(row), spans, chars, self.labels)
                  for row, spans, chars in zip(logits, features["_offsets"], features["_chars"])]
-        return np.array(probs + [None], dtype=object)[:-1]
+        return ragged(probs)
 
     def gold(self, examples):
-        return np.array(self.tag_ids(examples) + [None], dtype=object)[:-1]
+        return ragged(self.tag_ids(examples))
 
     def metrics(self, preds, gold):
         return ner_metrics([p.argmax(axis=1) for p in preds], list(gold), self.labels)
