@@ -3,7 +3,9 @@
     python benchmarks/step_profile.py --model PATH [--compile] [--train FILE] [--batch-size 32 --length 48 --steps 100]
 
 Prints ms per step for: fp32, bf16 autocast, and each again under torch.compile, with and without the
-optimizer step, so the per-step overhead of each part shows (a launch-bound small model shows it most).
+optimizer step, so the per-step overhead of each part shows (a launch-bound small model shows it most);
+then a whole step (clip + AdamW included) with forward, loss and backward replayed as a CUDA graph (kluekit's
+default, ``kluekit.graphs``).
 With ``--train`` (an STS file) it also times kluekit's collator (dynamic padding) on that file's batches.
 Writes benchmarks/results/step_profile.json.
 """
@@ -71,9 +73,33 @@ def main() -> None:
 
             for part, fn in (("forward", forward), ("fwd_bwd", backward), ("step", lambda: backward(True, True))):
                 figures[f"{name}_{precision}_{part}_ms"] = round(timed(fn, args.steps), 2)
+    for precision in ("fp32", "bf16"):
+        figures[f"graphed_{precision}_step_ms"] = round(timed(graphed_step(model, optimizer, batch, labels, precision),
+                                                              args.steps), 2)
     if args.train:
         figures["collate_ms"] = round(collate_ms(args.model, args.train, args.batch_size), 2)
     write_results("step_profile.py", "step_profile", figures)
+
+
+def graphed_step(model, optimizer, batch, labels, precision: str):
+    """A training step as kluekit runs it with CUDA graphs (forward, loss, backward replayed; clip + AdamW)."""
+    from kluekit.graphs import GraphedSteps
+
+    def loss_fn(logits, target):
+        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), target)
+
+    graphed = GraphedSteps(model, loss_fn, len(labels), precision)
+
+    def step():
+        graphed(batch, labels)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+
+    step()
+    if not graphed.graphs:
+        raise SystemExit("CUDA graph capture failed")
+    return step
 
 
 def collate_ms(model: str, train: str, batch_size: int) -> float:

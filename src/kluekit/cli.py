@@ -125,6 +125,8 @@ def check_format(task_cls, fmt: str) -> None:
 
 
 def print_train_result(result: dict, task) -> None:
+    if not is_main_process():
+        return
     if "folds" in result:  # --folds K
         for fold in result["folds"]:
             print(f"fold {fold['fold']} ({fold['steps']} steps, {fold['train_seconds']:.1f}s): "
@@ -139,10 +141,16 @@ def print_train_result(result: dict, task) -> None:
           f"({result['train_examples_per_s']:.1f} examples/s); run directory: {result['run_dir']}")
 
 
+def is_main_process() -> bool:
+    """Not one of the other processes of a ``torchrun`` / ``accelerate launch`` run (they stay quiet)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def setup_logging() -> None:
-    """kluekit's own messages at INFO (or $KLUEKIT_LOG); the libraries' chatter only from WARNING."""
+    """kluekit's own messages at INFO (or $KLUEKIT_LOG; WARNING in the non-main processes of a multi-GPU
+    run); the libraries' chatter only from WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("kluekit").setLevel(os.environ.get("KLUEKIT_LOG", "INFO"))
+    logging.getLogger("kluekit").setLevel(os.environ.get("KLUEKIT_LOG", "INFO") if is_main_process() else "WARNING")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from transformers import get_scheduler
 
 from .batching import Features, train_batches
 from .config import TrainConfig
+from .graphs import BucketPadding, GraphedSteps
 from .inference import make_collator, model_inputs, predict_logits, resolve_precision
 from .modeling import load_pretrained
 from .rundir import CHECKPOINT, prepare_run_dir, save_model, write_json, write_run_info
@@ -49,7 +51,10 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
     """
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(cfg.precision, torch.device(device_type))
-    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device_type == "cpu")
+    graphs = use_cuda_graphs(cfg, device_type, precision)
+    # with graphs, autocast runs inside the captured function (GraphedModel), not around the model
+    accelerator = Accelerator(mixed_precision="no" if graphs or precision == "fp32" else precision,
+                              cpu=device_type == "cpu")
     main = accelerator.is_main_process
     run_dir = prepare_run_dir(cfg.output_dir, task.name, cfg.resume, cfg.overwrite) if main else Path(cfg.output_dir or ".")
     set_seed(cfg.seed)
@@ -71,6 +76,10 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     collator = make_collator(tokenizer, accelerator.device, token_labels=task.head == "token")
+    graphed = None
+    if graphs:
+        collator = BucketPadding(collator, tokenizer.pad_token_id)
+        graphed = GraphedSteps(model, task.loss, cfg.batch_size, precision, cfg.grad_accum)
 
     state = {"global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [],
              "train_seconds": 0.0, "train_examples_seen": 0}
@@ -84,7 +93,7 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
             data_files["dev"] = (cfg.dev or cfg.train, len(dev_examples))
         write_run_info(run_dir, task, cfg, data_files,
                        {**(extra or {}), "precision": precision, "world_size": accelerator.num_processes,
-                        "train_examples_after_augment": len(train_set), "total_steps": total_steps,
+                        "cuda_graphs": graphs, "train_examples_after_augment": len(train_set), "total_steps": total_steps,
                         "warmup_steps": warmup})
     writer = SummaryWriter(str(run_dir / "logs")) if main else None
     log.info("training %s on %d examples (%d after augmentation): %d steps, batch %d x %d process(es), %s, %s",
@@ -131,10 +140,13 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
             labels = batch.pop("labels")
             sync = contextlib.nullcontext() if update or accelerator.num_processes == 1 else accelerator.no_sync(model)
             with sync:
-                with accelerator.autocast():
-                    logits = model(**batch).logits
-                loss = task.loss(logits, labels)
-                accelerator.backward(loss / cfg.grad_accum)
+                if graphed is not None:
+                    loss = graphed(batch, labels)  # forward, loss and backward
+                else:
+                    with accelerator.autocast():
+                        logits = model(**batch).logits
+                    loss = task.loss(logits, labels)
+                    accelerator.backward(loss / cfg.grad_accum)
             state["train_examples_seen"] += len(labels) * accelerator.num_processes
             if not update:
                 continue
@@ -142,7 +154,7 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=graphed is None)  # graphs accumulate into kept .grad tensors
             state["global_step"] += 1
             progress.update(1)
             if state["global_step"] % 10 == 0:
@@ -158,7 +170,15 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
                 break
         state["train_seconds"] += time.perf_counter() - started
     progress.close()
-    return {**finish(run_dir, state, main, writer, accelerator), "best_outputs": best_outputs[0]}
+    extra = {"cuda_graph_shapes": len(graphed.graphs), "cuda_graphs_failed": graphed.failed} if graphed else {}
+    return {**finish(run_dir, state, main, writer, accelerator, extra), "best_outputs": best_outputs[0]}
+
+
+def use_cuda_graphs(cfg: TrainConfig, device_type: str, precision: str) -> bool:
+    """CUDA graphs where they are safe: one CUDA process (DDP's gradient hooks are not captured), fp32 or bf16
+    (fp16's loss scaling stays with accelerate)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return cfg.cuda_graphs and device_type == "cuda" and world == 1 and precision in ("fp32", "bf16")
 
 
 def log_train_step(writer, progress, loss: float, lr: float, step: int) -> None:
@@ -179,12 +199,15 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict) -> Non
     accelerator.wait_for_everyone()
 
 
-def finish(run_dir: Path, state: dict, main: bool, writer, accelerator: Accelerator) -> dict:
+def finish(run_dir: Path, state: dict, main: bool, writer, accelerator: Accelerator, extra: dict) -> dict:
     """Write metrics.json and drop the resume checkpoint of a completed run."""
     result = {"best": state["best"], "best_step": state["best_step"], "steps": state["global_step"],
               "history": state["history"], "train_seconds": round(state["train_seconds"], 3),
               "train_examples_seen": state["train_examples_seen"],
               "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2)}
+    if torch.cuda.is_available():
+        result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    result.update(extra)
     if main:
         write_json(run_dir / "metrics.json", result)
         shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
