@@ -160,9 +160,10 @@ def throughput(result: dict, work: dict, epochs: int) -> dict:
 
 
 def run_kluekit(name: str, model_dir: str, train: Path, dev: Path, epochs: int, batch_size: int,
-                options: list[str]) -> dict:
+                options: list[str], launcher: list[str] | None = None) -> dict:
+    """``kluekit train sts`` as a user runs it (``launcher``: e.g. torchrun's command instead of python)."""
     run_dir = ROOT / "runs" / f"speed-{name}"
-    argv = [sys.executable, "-m", "kluekit", "train", "sts", "--model", model_dir, "--train", str(train),
+    argv = [*(launcher or [sys.executable]), "-m", "kluekit", "train", "sts", "--model", model_dir, "--train", str(train),
             "--dev", str(dev), "--epochs", str(epochs), "--batch-size", str(batch_size), "--output-dir", str(run_dir),
             "--overwrite", *options]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -170,7 +171,7 @@ def run_kluekit(name: str, model_dir: str, train: Path, dev: Path, epochs: int, 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "kluekit.json").read_text())
     last = metrics["history"][-1]
-    return {"options": " ".join(options), "precision": info["precision"],
+    return {"options": " ".join(options), "precision": info["precision"], "processes": info.get("world_size", 1),
             "cuda_graph_shapes": metrics.get("cuda_graph_shapes", 0),
             "train_seconds": round(metrics["train_seconds"], 2), "peak_gpu_memory_gb": metrics.get("peak_gpu_memory_gb"),
             "dev_pearson": round(last["pearson"], 2)}

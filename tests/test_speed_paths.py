@@ -1,0 +1,112 @@
+"""The training speed paths that CPU CI can check: bucket padding for CUDA graphs (shapes, values, and that
+it leaves the model's outputs unchanged), when graphs are used, the eager fallback's gradients, and
+``kluekit train`` under torchrun (DDP, two CPU processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from kluekit.config import TrainConfig
+from kluekit.graphs import BucketPadding, GraphedSteps, bucket_length, pad_batch
+from kluekit.inference import make_collator
+from kluekit.training import use_cuda_graphs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("length, bucket", [(1, 16), (16, 16), (17, 32), (41, 48), (128, 128), (129, 160),
+                                            (256, 256), (257, 320), (512, 512)])
+def test_bucket_length(length, bucket):
+    assert bucket_length(length) == bucket
+
+
+def test_pad_batch_fills_each_field():
+    batch = {"input_ids": torch.tensor([[5, 6, 7], [5, 6, 0]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+             "labels": torch.tensor([1.5, 2.0])}
+    padded = pad_batch(batch, 5, pad_id=0)
+    assert padded["input_ids"].tolist() == [[5, 6, 7, 0, 0], [5, 6, 0, 0, 0]]
+    assert padded["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]
+    assert padded["labels"].tolist() == [1.5, 2.0]  # one label per example: unchanged
+    token_labels = pad_batch({"input_ids": torch.ones(1, 2, dtype=torch.long), "labels": torch.tensor([[3, 4]])}, 4, 1)
+    assert token_labels["labels"].tolist() == [[3, 4, -100, -100]]
+    assert token_labels["input_ids"].tolist() == [[1, 1, 1, 1]]
+    assert pad_batch(batch, 3, 0) is batch
+
+
+@pytest.fixture(scope="module")
+def tiny_sts(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).eval()
+    features = [dict(tokenizer(a, b)) for a, b in [("오늘 날씨가 좋다", "날씨가 맑다"), ("숙소가 깨끗해요", "방이 더러웠어요 정말로")]]
+    return tokenizer, model, features
+
+
+def test_bucket_padding_leaves_outputs_unchanged(tiny_sts):
+    tokenizer, model, features = tiny_sts
+    collate = make_collator(tokenizer, torch.device("cpu"))
+    plain = collate(features)
+    bucketed = BucketPadding(collate, tokenizer.pad_token_id)(features)
+    assert bucketed["input_ids"].shape[1] == bucket_length(plain["input_ids"].shape[1]) > plain["input_ids"].shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**bucketed).logits, model(**plain).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_graphed_steps_eager_fallback_matches_backward(tiny_sts):
+    """Batches that are not replayed (an epoch's last, smaller one) take the eager path: same gradients."""
+    tokenizer, model, features = tiny_sts
+    batch = make_collator(tokenizer, torch.device("cpu"))(features)
+    labels = torch.tensor([4.0, 1.0])
+
+    def loss_fn(logits, target):
+        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), target)
+
+    model.zero_grad(set_to_none=True)
+    loss_fn(model(**batch).logits, labels).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    graphed = GraphedSteps(model, loss_fn, batch_size=32, precision="fp32", accum=2)
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())  # kept, zeroed
+    graphed(batch, labels)  # 2 rows, not the batch size: eager
+    assert not graphed.graphs
+    for param, grad in zip(model.parameters(), expected):
+        torch.testing.assert_close(param.grad, grad / 2)  # divided by the accumulation steps
+    model.zero_grad(set_to_none=True)
+
+
+def test_cuda_graphs_only_where_safe(monkeypatch):
+    cfg = TrainConfig(train="x.csv")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert use_cuda_graphs(cfg, "cuda", "bf16") and use_cuda_graphs(cfg, "cuda", "fp32")
+    assert not use_cuda_graphs(cfg, "cpu", "fp32")
+    assert not use_cuda_graphs(cfg, "cuda", "fp16")  # loss scaling stays with accelerate
+    assert not use_cuda_graphs(TrainConfig(train="x.csv", cuda_graphs=False), "cuda", "bf16")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not use_cuda_graphs(cfg, "cuda", "bf16")  # DDP
+
+
+def test_train_under_torchrun_two_processes(tiny_model, sts_train_csv, tmp_path):
+    """``torchrun -m kluekit train`` needs no code change: DDP over two CPU processes, one summary line."""
+    rows = sts_train_csv.read_text(encoding="utf-8").splitlines()[:65]
+    train = tmp_path / "train.csv"
+    train.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "kluekit", "train", "sts",
+         "--model", str(tiny_model), "--train", str(train), "--dev", str(train), "--epochs", "1", "--batch-size", "8",
+         "--output-dir", str(run_dir)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run directory:") == 1  # the main process reports; the other stays quiet
+    info = json.loads((run_dir / "kluekit.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert info["world_size"] == 2 and info["cuda_graphs"] is False
+    assert metrics["steps"] == 4  # 64 rows / (8 per process x 2 processes)
+    assert metrics["train_examples_seen"] == 64
