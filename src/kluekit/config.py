@@ -19,6 +19,8 @@ from .errors import KluekitError
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 SCHEDULERS = ["linear", "cosine", "constant"]
 RUNTIMES = ["torch", "onnx", "onnx-int8"]
+PREDICT_BATCH_HELP = ("prediction batch size (default 0: 128 on a GPU, 16 on the CPU, where smaller batches of similar "
+                      "lengths were faster)")
 RUNTIME_HELP = ("torch, or ONNX Runtime on the CPU (also where a GPU is present): onnx (fp32) or onnx-int8 (dynamic "
                 "int8 weights, faster); exported once into <model>/onnx/; needs pip install 'kluekit[onnx]'")
 
@@ -85,7 +87,7 @@ class RunInputConfig:
     model: str = opt(None, "run directory written by 'kluekit train'", required=True)
     input: str = opt(None, "input file (CSV/TSV/JSON; format detected from the file)", required=True)
     format: str = opt("auto", "input file format (default: detected from the file)")
-    batch_size: int = opt(128, "prediction batch size", minimum=1)
+    batch_size: int = opt(0, PREDICT_BATCH_HELP, minimum=0)
     precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
     runtime: str = opt("torch", RUNTIME_HELP, choices=RUNTIMES)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PRECISIONS, opt
+from .config import PRECISIONS, PREDICT_BATCH_HELP, RUNTIME_HELP, RUNTIMES, opt
 from .cli import Command
 from .errors import KluekitError
 
@@ -32,8 +32,9 @@ class EnsembleConfig:
     output: str = opt(None, "submission file to write", required=True)
     weights: list[str] = opt([], "one weight per run, in --model order (default: equal weights)")
     format: str = opt("auto", "input file format (default: detected from the file)")
-    batch_size: int = opt(128, "prediction batch size", minimum=1)
+    batch_size: int = opt(0, PREDICT_BATCH_HELP, minimum=0)
     precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    runtime: str = opt("torch", RUNTIME_HELP, choices=RUNTIMES)
     sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column (sts)")
     evaluate: bool = opt(False, "the input carries labels: print each run's metrics and the ensemble's, and write "
                                 "the report next to --output")
@@ -69,10 +70,12 @@ def open_runs(paths: list[str]):
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
+    from .onnxrun import check_runtime
     from .runner import check_output, check_sample_submission, predict_examples, write_report
 
     if len(cfg.model) < 2:
         raise KluekitError("--model: give two or more run directories to ensemble")
+    check_runtime(cfg.runtime, cfg.precision)
     check_output(cfg)
     weights = parse_weights(cfg.weights, len(cfg.model))
     runs = open_runs(cfg.model)
@@ -86,7 +89,7 @@ def ensemble(cfg: EnsembleConfig) -> dict:
         elif len(rows) != len(examples) or (rows["id"].to_numpy() != examples["id"].to_numpy()).any():
             raise KluekitError(f"--model: {path} reads {cfg.input} into other rows than {cfg.model[0]} "
                                "(different column options?)")
-        preds, _ = predict_examples(run, path, info, rows, cfg.batch_size, cfg.precision)
+        preds, _ = predict_examples(run, path, info, rows, cfg.batch_size, cfg.precision, runtime=cfg.runtime)
         total = weight * preds if total is None else total + weight * preds
         if gold is not None:
             members[path] = run.metrics(preds, gold)

@@ -35,6 +35,27 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Prediction batch size when none is given: 128 on a GPU; 16 on the CPU, where smaller length-sorted
+    batches were faster on 2 cores, with torch and with ONNX Runtime (less padding, activations that stay
+    in cache; docs/benchmarks.md, CPU inference)."""
+    return 128 if device.type == "cuda" else 16
+
+
+def load_predictor(task, run_dir, precision: str = "auto", runtime: str = "torch"):
+    """(tokenizer, model, device, resolved precision) of a run, for ``predict_logits``: the torch model, or
+    with ``runtime`` onnx / onnx-int8 an ONNX Runtime session that runs on the CPU."""
+    from .modeling import load_run_model
+    from .onnxrun import check_runtime, load_onnx_run_model
+
+    check_runtime(runtime, precision)
+    if runtime != "torch":
+        return (*load_onnx_run_model(run_dir, task, runtime), torch.device("cpu"), "fp32")
+    device = resolve_device()
+    precision = resolve_precision(precision, device)
+    return (*load_run_model(run_dir, task, device), device, precision)
+
+
 def make_collator(tokenizer, device: torch.device, token_labels: bool = False):
     """Dynamic padding to the longest input of a batch (multiples of 8 on GPU for tensor cores);
     ``token_labels``: the labels are one per token and are padded with -100 too."""

@@ -70,11 +70,16 @@ def run_task(info: dict) -> Task:
     return task_class(task_class.Options(**options), labels=info.get("labels"))
 
 
-def load_run_model(run_dir, task: Task, device: torch.device):
-    """Tokenizer and model (in eval mode, on ``device``) saved in a run directory trained for ``task``."""
+def check_saved_model(run_dir) -> None:
+    """KluekitError when a run directory holds no saved model yet."""
     if not (Path(run_dir) / "config.json").is_file():
         raise KluekitError(f"--model: {run_dir} holds no saved model yet (was its training killed before "
                            "the first evaluation? continue it with 'kluekit train ... --resume')")
+
+
+def load_run_model(run_dir, task: Task, device: torch.device):
+    """Tokenizer and model (in eval mode, on ``device``) saved in a run directory trained for ``task``."""
+    check_saved_model(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = _model_class(task).from_pretrained(run_dir).to(device).eval()
     return tokenizer, model

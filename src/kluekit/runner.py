@@ -6,12 +6,12 @@ import logging
 import time
 from pathlib import Path
 
-
 from .config import EvaluateConfig, PredictConfig, TrainConfig
 from .data.io import write_csv_atomic
 from .errors import KluekitError
-from .inference import predict_logits, resolve_device, resolve_precision
-from .modeling import load_run_model, read_run_info, run_task
+from .inference import default_batch_size, load_predictor, predict_logits
+from .modeling import read_run_info, run_task
+from .onnxrun import check_runtime
 from .rundir import write_json
 from .tasks import Task
 from .training import train as _train
@@ -30,29 +30,31 @@ def train(task: Task, cfg: TrainConfig) -> dict:
 
 def _open_run(cfg) -> tuple[Task, dict]:
     """The run's task and record (``kluekit.json``), read once per command."""
+    check_runtime(cfg.runtime, cfg.precision)
     info = read_run_info(cfg.model)
     return run_task(info), info
 
 
 def predict_examples(task: Task, run_dir, info: dict, examples, batch_size: int, precision: str = "auto",
-                     progress: bool = True):
+                     progress: bool = True, runtime: str = "torch"):
     """The run's predictions for examples read by ``task`` (``task.outputs``), and the seconds they took;
-    ``info`` is the run's record (``kluekit.json``)."""
-    device = resolve_device()
-    precision = resolve_precision(precision, device)
-    tokenizer, model = load_run_model(run_dir, task, device)
+    ``info`` is the run's record (``kluekit.json``); ``runtime``: torch, or ONNX Runtime on the CPU
+    (``onnx``, ``onnx-int8``); ``batch_size`` 0: ``default_batch_size``."""
+    tokenizer, model, device, precision = load_predictor(task, run_dir, precision, runtime)
+    batch_size = batch_size or default_batch_size(device)
     features = task.encode(examples, tokenizer, info["train_config"]["max_length"])
     started = time.perf_counter()
     logits = predict_logits(model, tokenizer, features, batch_size, device, precision, progress=progress)
     seconds = time.perf_counter() - started
     log.info("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
-             len(examples) / max(seconds, 1e-9), device, precision)
+             len(examples) / max(seconds, 1e-9), device, precision if runtime == "torch" else runtime)
     return task.outputs(logits, features), seconds
 
 
 def _run_predictions(cfg, task: Task, info: dict, require_labels: bool):
     examples = task.read(cfg.input, cfg.format, require_labels=require_labels)
-    preds, seconds = predict_examples(task, cfg.model, info, examples, cfg.batch_size, cfg.precision)
+    preds, seconds = predict_examples(task, cfg.model, info, examples, cfg.batch_size, cfg.precision,
+                                      runtime=cfg.runtime)
     return examples, preds, seconds
 
 

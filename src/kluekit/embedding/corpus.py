@@ -101,6 +101,8 @@ def build_index(model, corpus_path, column: str | None = None, kind: str = "exac
     source = model if isinstance(model, str) else model_source(model)
     key = {"model": source, "model_fingerprint": model_fingerprint(source) if source else None,
            "corpus_sha256": file_sha256(corpus_path), "column": column}
+    runtime = getattr(model, "kluekit_runtime", "torch")
+    key["runtime"] = None if runtime == "torch" else runtime  # ONNX-built indexes apart (None: as before)
     old = reusable(index_dir, key) if source else None
     if old is not None and old.kind == kind:
         log.info("reusing the index in %s (%d texts, built from the same corpus, column and model)", index_dir, len(old))

@@ -20,8 +20,12 @@ class _Stop(Exception):
 def check_inputs(settings: ServeSettings) -> None:
     """Cheap checks before anything loads, so a typo is one clear line rather than a failed startup."""
     from ..modeling import check_model_path, read_run_info
+    from ..onnxrun import check_runtime, require_onnxruntime
 
     check_model_path(settings.model)
+    check_runtime(settings.runtime)
+    if settings.runtime != "torch":
+        require_onnxruntime()
     if settings.corpus and not Path(settings.corpus).is_file():
         raise KluekitError(f"--corpus: no such file {settings.corpus!r}")
     if settings.column and not settings.corpus:

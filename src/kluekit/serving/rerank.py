@@ -17,17 +17,18 @@ class CrossEncoderScorer:
     model thread, so calls never overlap with encoding.
     """
 
-    def __init__(self, run_dir: str, max_length: int = 0, batch_size: int = 64):
-        from ..inference import resolve_device
-        from ..modeling import load_run
+    def __init__(self, run_dir: str, max_length: int = 0, batch_size: int = 64, runtime: str = "torch"):
+        from ..modeling import read_run_info, run_task
+        from ..inference import load_predictor
 
         if not Path(run_dir).is_dir():
             raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
-        self.device = resolve_device()
-        task, self.tokenizer, self.model, info = load_run(run_dir, self.device)
+        info = read_run_info(run_dir)
+        task = run_task(info)
         if task.name != "sts":
             raise KluekitError(f"--cross-encoder: {run_dir} was trained for {task.name!r}; "
                                "it must be a 'kluekit train sts' run")
+        self.tokenizer, self.model, self.device, _ = load_predictor(task, run_dir, "fp32", runtime)
         self.task, self.run_dir, self.batch_size = task, str(run_dir), batch_size
         self.max_length = max_length or int(info.get("train_config", {}).get("max_length") or 128)
 

@@ -93,6 +93,8 @@ class HealthResponse(BaseModel):
     corpus_size: int | None = Field(description="texts in the search index, if any")
     index: str | None = Field(description="index kind: exact or faiss")
     cross_encoder: str | None = Field(description="cross-encoder run directory (--cross-encoder), if any")
+    runtime: str = Field(description="what runs the models (--runtime): torch, onnx or onnx-int8 (ONNX Runtime, CPU)",
+                         examples=["torch"])
     limits: dict[str, int] = Field(description="the limits this server enforces")
     batching: dict[str, int | float] = Field(description="micro-batching settings and counters since start: "
                                                    "requests, batches (model calls), texts encoded")

@@ -139,6 +139,7 @@ class SimilarityService:
             "corpus_size": None if self.index is None else len(self.index),
             "index": None if self.index is None else self.index.kind,
             "cross_encoder": None if self.cross_encoder is None else self.cross_encoder.run_dir,
+            "runtime": self.settings.runtime,
             "limits": limits,
             "batching": {"max_texts": self.settings.batch_max_texts, "max_wait_ms": self.settings.batch_wait_ms,
                          **self.batcher.stats.as_dict()},
@@ -148,12 +149,12 @@ class SimilarityService:
 
 def encode_batch_size(settings: ServeSettings) -> int:
     """--encode-batch-size, or by device: 8 on CPU (merged requests differ in length; on 2 cores batches of 8
-    served 30 requests/s where 16 served 27 and 32 served 18), 64 on GPU."""
+    served 30 requests/s where 16 served 27 and 32 served 18; ONNX runtimes run on the CPU), 64 on GPU."""
     if settings.encode_batch_size:
         return settings.encode_batch_size
     import torch
 
-    return 64 if torch.cuda.is_available() else 8
+    return 64 if torch.cuda.is_available() and settings.runtime == "torch" else 8
 
 
 def load_service(settings: ServeSettings) -> SimilarityService:
@@ -162,7 +163,12 @@ def load_service(settings: ServeSettings) -> SimilarityService:
     from ..embedding.encoding import load_biencoder
 
     logger.info("loading the bi-encoder %s", settings.model)
-    model = load_biencoder(settings.model)
+    if settings.runtime == "torch":
+        model = load_biencoder(settings.model)
+    else:
+        from ..embedding.onnxencoder import OnnxSentenceEncoder
+
+        model = OnnxSentenceEncoder(load_biencoder(settings.model, device="cpu"), settings.runtime)
     index = None
     if settings.corpus:
         logger.info("indexing the corpus %s", settings.corpus)
@@ -174,6 +180,6 @@ def load_service(settings: ServeSettings) -> SimilarityService:
 
         logger.info("loading the cross-encoder %s", settings.cross_encoder)
         cross_encoder = CrossEncoderScorer(settings.cross_encoder, settings.rerank_max_length,
-                                           encode_batch_size(settings))
+                                           encode_batch_size(settings), settings.runtime)
     logger.debug("settings: %s", asdict(settings))
     return SimilarityService(settings, model, index, cross_encoder)

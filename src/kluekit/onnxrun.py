@@ -1,0 +1,247 @@
+"""CPU inference through ONNX Runtime (``--runtime onnx`` / ``onnx-int8``).
+
+A run's model is exported once with ``torch.onnx.export`` into ``<run>/onnx/model.onnx`` (and, for
+``onnx-int8``, quantized with dynamic int8 weights into ``model.int8.onnx``); the export is reused while it
+is newer than the run's weights. ``OnnxModel`` stands in for the torch model wherever kluekit calls one::
+
+    tokenizer, model = load_onnx_run_model("runs/sts1", task, "onnx-int8")
+    logits = predict_logits(model, tokenizer, features, 128, torch.device("cpu"))   # unchanged code path
+
+ONNX Runtime runs on the CPU only (also on a machine with a GPU), with as many threads as torch uses.
+Needs ``pip install 'kluekit[onnx]'`` (onnx, onnxruntime, onnxscript).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from .config import RUNTIMES
+from .errors import KluekitError, first_line
+
+log = logging.getLogger("kluekit")
+CACHE_DIR = "onnx"
+INSTALL = "pip install 'kluekit[onnx]'"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def check_runtime(runtime: str, precision: str = "auto") -> None:
+    """KluekitError for an unknown runtime, or a --precision that ONNX Runtime does not run."""
+    if runtime not in RUNTIMES:
+        raise KluekitError(f"--runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime != "torch" and precision not in ("auto", "fp32"):
+        raise KluekitError(f"--precision {precision} cannot be used with --runtime {runtime}: ONNX Runtime runs "
+                           "on the CPU in fp32 (onnx-int8: int8 weights); use --precision auto or fp32, "
+                           "or --runtime torch")
+
+
+def require_onnxruntime(export: bool = False):
+    """The ``onnxruntime`` module (with ``export``: also what the exporter needs), or a KluekitError saying
+    how to install it."""
+    try:
+        import onnxruntime
+
+        for name in ("onnx", "onnxscript") if export else ():
+            importlib.import_module(name)
+    except ImportError as error:
+        raise KluekitError(f"--runtime onnx needs ONNX Runtime ({first_line(error)}): {INSTALL}") from None
+    return onnxruntime
+
+
+def newest_weights(model_dir: Path) -> int:
+    """The newest modification time (ns) of the weight files in ``model_dir`` and its module folders."""
+    times = [p.stat().st_mtime_ns for p in Path(model_dir).rglob("*")
+             if p.suffix in WEIGHT_SUFFIXES and p.is_file()
+             and not {CACHE_DIR, "checkpoint", "logs"} & set(p.relative_to(model_dir).parts[:-1])]
+    if not times:
+        raise KluekitError(f"--model: {model_dir} holds no model weights (*.safetensors, *.bin)")
+    return max(times)
+
+
+def fresh(path: Path, weights_time: int) -> bool:
+    return path.is_file() and path.stat().st_mtime_ns > weights_time
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp_path)``, then rename onto ``path`` (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
+    """``<model_dir>/onnx/<stem>.onnx`` (``<stem>.int8.onnx`` for onnx-int8), made now unless a copy newer
+    than the weights is there; ``export(path)`` writes the fp32 graph."""
+    model_dir = Path(model_dir)
+    require_onnxruntime()
+    weights_time = newest_weights(model_dir)
+    folder = model_dir / CACHE_DIR
+    fp32, int8 = folder / f"{stem}.onnx", folder / f"{stem}.int8.onnx"
+    wanted = int8 if runtime == "onnx-int8" else fp32
+    if fresh(wanted, weights_time):
+        return wanted
+    require_onnxruntime(export=True)
+    try:
+        folder.mkdir(exist_ok=True)
+        if not fresh(fp32, weights_time):
+            started = time.perf_counter()
+            log.info("exporting %s to ONNX (once; kept in %s)", model_dir, folder)
+            _write_atomic(fp32, export)
+            log.info("exported in %.1fs", time.perf_counter() - started)
+        if wanted is int8:
+            started = time.perf_counter()
+            _write_atomic(int8, lambda tmp: quantize(fp32, tmp))
+            log.info("quantized to int8 in %.1fs", time.perf_counter() - started)
+    except OSError as error:
+        raise KluekitError(f"--runtime {runtime}: cannot write the ONNX export into {folder} "
+                           f"({error.strerror or first_line(error)}); run it once where {model_dir} is writable, "
+                           "or use a writable copy of it") from None
+    return wanted
+
+
+def quantize(source: Path, target: Path) -> None:
+    """Dynamic quantization: int8 weights (QInt8) for MatMul/Gather, activations quantized on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    quiet = _DropMessage("pre-processing before quantization")  # its advice to run quant_pre_process, printed
+    root.addFilter(quiet)                                       # on the root logger: it gained nothing here
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+class _Select(torch.nn.Module):
+    """Calls ``model`` with tensors named ``names`` (positional, as the exporter traces) and returns its
+    ``output`` field."""
+
+    def __init__(self, model, names: list[str], output: str):
+        super().__init__()
+        self.model, self.names, self.output = model, names, output
+
+    def forward(self, *tensors):
+        return getattr(self.model(**dict(zip(self.names, tensors))), self.output)
+
+
+def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
+    """Export ``model(**inputs).<output>`` to ``path`` with dynamic batch and sequence axes (the exporter of
+    torch.export: the legacy TorchScript one traced transformers' attention masks wrongly)."""
+    from torch.export import Dim
+
+    eager_attention(model)
+    names = list(inputs)
+    batch, sequence = Dim("batch"), Dim("sequence")
+    shapes = tuple({0: batch} if n == "entity_positions" else {0: batch, 1: sequence} for n in names)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Select(model.eval(), names, output), tuple(inputs[n] for n in names), str(path),
+                          input_names=names, output_names=[output], dynamic_shapes=(shapes,), dynamo=True,
+                          external_data=False, verbose=False)
+
+
+def eager_attention(model) -> None:
+    """Switch the model's attention to transformers' "eager" implementation before exporting: exported, the
+    default SDPA adds NaN checks and selects (Where, IsNaN) around every softmax, 9% of an int8
+    forward pass on 2 cores in a development profile; the two give the same logits."""
+    from transformers import PreTrainedModel
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            try:
+                module.set_attn_implementation("eager")
+            except (AttributeError, ValueError, ImportError):  # older transformers, or a model without the choice
+                pass
+            return
+
+
+class OnnxModel:
+    """An ONNX Runtime session that answers like a transformers model: ``model(**batch).logits`` (torch, CPU).
+
+    Takes the same torch tensors the torch model takes; ``eval``/``train`` exist so that code written for
+    torch models runs unchanged (the graph has no training mode). ``output`` names the graph's output.
+    """
+
+    training = False
+
+    def __init__(self, path, output: str = "logits", threads: int | None = None):
+        ort = require_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path, self.output = Path(path), output
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def run(self, batch: dict) -> np.ndarray:
+        """The graph's output for a batch of tensors or arrays (``token_type_ids`` default to zeros)."""
+        unknown = set(batch) - set(self.input_names)
+        if unknown:
+            raise ValueError(f"{self.path} takes {', '.join(self.input_names)}, not {', '.join(sorted(unknown))}")
+        feeds = {}
+        for name in self.input_names:
+            value = batch.get(name)
+            if value is None and name == "token_type_ids":
+                value = np.zeros_like(np.asarray(batch["input_ids"]))
+            feeds[name] = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value, dtype=np.int64)
+        return self.session.run([self.output], feeds)[0]
+
+    def __call__(self, **batch):
+        return SimpleNamespace(**{self.output: torch.from_numpy(self.run(batch))})
+
+
+def sample_inputs(tokenizer, names: list[str]) -> dict[str, torch.Tensor]:
+    """A small padded batch of two pairs (the exporter needs example tensors) holding ``names``."""
+    encoded = tokenizer(["예시 문장입니다", "짧은"], ["두 번째 문장도 있습니다", "쌍"], padding=True, return_tensors="pt")
+    inputs = {n: encoded[n] for n in names if n in encoded}
+    if "entity_positions" in names:
+        inputs["entity_positions"] = torch.tensor([[1, 2], [2, 1]])
+    return inputs
+
+
+def load_onnx_run_model(run_dir, task, runtime: str):
+    """Tokenizer and ``OnnxModel`` of a run trained for ``task`` (exported on first use, see ``cached_onnx``)."""
+    from transformers import AutoTokenizer
+
+    from .modeling import check_saved_model, load_run_model
+
+    check_runtime(runtime)
+    check_saved_model(run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+
+    def export(path: Path) -> None:
+        _, model = load_run_model(run_dir, task, torch.device("cpu"))
+        accepted = inspect.signature(model.forward).parameters
+        names = [n for n in tokenizer.model_input_names if n in accepted]
+        names += ["entity_positions"] if "entity_positions" in accepted else []
+        export_onnx(model, sample_inputs(tokenizer, names), "logits", path)
+
+    return tokenizer, OnnxModel(cached_onnx(run_dir, "model", runtime, export))

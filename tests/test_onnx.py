@@ -1,0 +1,148 @@
+"""CPU inference through ONNX Runtime (``--runtime onnx`` / ``onnx-int8``): the exported graph gives the torch
+model's logits, predict/evaluate/serve answer as with torch, the export is cached and reused, and bad
+combinations fail in one clear line.
+
+One tiny STS run and the tiny bi-encoder are exported once each (a few seconds on 2 cores); the tests share them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from kluekit import cli, onnxrun
+from kluekit.embedding.encoding import encode, load_biencoder
+from kluekit.errors import KluekitError
+from kluekit.inference import load_predictor, predict_logits
+from kluekit.modeling import read_run_info, run_task
+from kluekit.serving import ServeSettings
+from kluekit.serving.app import create_app
+
+pytest.importorskip("onnxruntime")
+
+PAIRS = [("오늘 날씨가 좋다", "날씨가 맑다"), ("배송이 빨라요", "영화가 지루했다"), ("주말에 등산을 갔다", "주말에 산에 올랐다")]
+
+
+@pytest.fixture(scope="module")
+def sts_run(tmp_path_factory, tiny_model, sts_train_csv):
+    """A tiny STS cross-encoder trained for a few steps (seconds), in a folder of this module's own."""
+    root = tmp_path_factory.mktemp("onnx-sts")
+    train = root / "train.csv"
+    pd.read_csv(sts_train_csv).head(64).to_csv(train, index=False)
+    run = root / "run"
+    assert cli.main(["train", "sts", "--model", str(tiny_model), "--train", str(train), "--output-dir", str(run),
+                     "--max-steps", "4", "--batch-size", "16", "--max-length", "64", "--learning-rate", "1e-3"]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def dev_slice(tmp_path_factory, sts_dev_json):
+    """The first 96 labelled dev pairs as a CSV."""
+    from kluekit.data.sts import read_sts
+
+    path = tmp_path_factory.mktemp("onnx-data") / "dev.csv"
+    read_sts(sts_dev_json).head(96)[["id", "source", "sentence1", "sentence2", "label"]].to_csv(path, index=False)
+    return path
+
+
+def logits_of(run, examples, runtime):
+    task = run_task(read_run_info(run))
+    tokenizer, model, device, precision = load_predictor(task, run, "auto", runtime)
+    features = task.encode(examples, tokenizer, 64)
+    return predict_logits(model, tokenizer, features, 32, device, precision, progress=False)
+
+
+def test_onnx_logits_equal_torch_and_int8_stays_close(sts_run, dev_slice):
+    task = run_task(read_run_info(sts_run))
+    examples = task.read(dev_slice)
+    torch_logits = logits_of(sts_run, examples, "torch")[:, 0]
+    onnx_logits = logits_of(sts_run, examples, "onnx")[:, 0]
+    int8_logits = logits_of(sts_run, examples, "onnx-int8")[:, 0]
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-4
+    assert not np.array_equal(int8_logits, torch_logits)  # it really ran the quantized graph
+    assert np.abs(int8_logits - torch_logits).max() < 0.05  # on the 0-5 scale (quality: benchmarks/cpu_predict.py)
+    assert sorted(p.name for p in (sts_run / "onnx").iterdir()) == ["model.int8.onnx", "model.onnx"]
+
+
+def test_predict_and_evaluate_with_onnx_write_what_torch_writes(sts_run, dev_slice, tmp_path, capsys):
+    outputs = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        out = tmp_path / f"{runtime}.csv"
+        assert cli.main(["predict", "sts", "--model", str(sts_run), "--input", str(dev_slice), "--output", str(out),
+                         "--runtime", runtime]) == 0
+        outputs[runtime] = pd.read_csv(out)
+    assert list(outputs["onnx"].columns) == list(outputs["torch"].columns) == ["id", "target"]
+    assert outputs["onnx"]["id"].tolist() == outputs["torch"]["id"].tolist()
+    assert np.abs(outputs["onnx"]["target"] - outputs["torch"]["target"]).max() < 1e-4
+    assert np.abs(outputs["onnx-int8"]["target"] - outputs["torch"]["target"]).max() < 0.5
+    assert cli.main(["evaluate", "sts", "--model", str(sts_run), "--input", str(dev_slice), "--runtime", "onnx",
+                     "--output-dir", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "pearson:" in printed and (tmp_path / "eval" / "predictions.csv").is_file()
+
+
+def test_the_export_is_reused_until_the_weights_change(sts_run, dev_slice, monkeypatch):
+    task = run_task(read_run_info(sts_run))
+    examples = task.read(dev_slice)
+    before = logits_of(sts_run, examples, "onnx")  # exported by an earlier test, or now
+    calls, graph = [], (sts_run / "onnx" / "model.onnx").read_bytes()
+    # counts exports, and writes the same graph again rather than spending seconds on a real export
+    monkeypatch.setattr(onnxrun, "export_onnx", lambda *args: calls.append(args) or args[-1].write_bytes(graph))
+    assert np.array_equal(logits_of(sts_run, examples, "onnx"), before) and calls == []
+    weights = sts_run / "model.safetensors"
+    newer = max(p.stat().st_mtime_ns for p in (sts_run / "onnx").iterdir()) + 1000
+    os.utime(weights, ns=(newer, newer))  # a retrained model: exported again, int8 quantized again
+    logits_of(sts_run, examples, "onnx-int8")
+    assert len(calls) == 1
+    assert (sts_run / "onnx" / "model.int8.onnx").stat().st_mtime_ns > newer
+    assert not [p for p in (sts_run / "onnx").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_combinations_and_missing_pieces_fail_in_one_line(sts_run, dev_slice, tmp_path, capsys, monkeypatch):
+    assert cli.main(["predict", "sts", "--model", str(sts_run), "--input", str(dev_slice), "--output",
+                     str(tmp_path / "out.csv"), "--runtime", "onnx", "--precision", "bf16"]) == 2
+    assert "--precision bf16 cannot be used with --runtime onnx" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        cli.main(["evaluate", "sts", "--model", str(sts_run), "--input", str(dev_slice), "--runtime", "tensorrt"])
+    assert "--runtime: invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+    copy = tmp_path / "readonly-run"
+    shutil.copytree(sts_run, copy, ignore=shutil.ignore_patterns("onnx"))
+    (copy / "onnx").write_text("a file where the cache folder would go")  # as root, chmod would not stop us
+    with pytest.raises(KluekitError, match=r"cannot write the ONNX export into .*readonly-run/onnx"):
+        load_predictor(run_task(read_run_info(copy)), copy, "auto", "onnx")
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(KluekitError, match=r"pip install 'kluekit\[onnx\]'"):
+        load_predictor(run_task(read_run_info(sts_run)), sts_run, "auto", "onnx")
+
+
+def test_serve_with_onnx_answers_as_with_torch(tiny_biencoder, sts_run, tmp_path):
+    biencoder = tmp_path / "biencoder"  # a copy: the export is written next to the model
+    shutil.copytree(tiny_biencoder, biencoder)
+    reference = load_biencoder(str(biencoder))
+    texts = [text for pair in PAIRS for text in pair]
+    expected_vectors = encode(reference, texts)
+    body = {"pairs": [{"sentence1": a, "sentence2": b} for a, b in PAIRS], "rerank": True}
+    answers = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        settings = ServeSettings(model=str(biencoder), cross_encoder=str(sts_run), runtime=runtime, batch_wait_ms=0)
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/health").json()["runtime"] == runtime
+            answers[runtime] = client.post("/similarity", json=body).json()["results"]
+            if runtime == "onnx":
+                vectors = client.app.state.service.model.encode(texts, batch_size=2, normalize_embeddings=True)
+                assert np.einsum("ij,ij->i", vectors, expected_vectors).min() > 1 - 1e-4
+    for key in ("cosine", "score", "rerank_score"):
+        torch_values = np.array([r[key] for r in answers["torch"]])
+        assert np.abs(np.array([r[key] for r in answers["onnx"]]) - torch_values).max() < 1e-4, key
+        assert np.abs(np.array([r[key] for r in answers["onnx-int8"]]) - torch_values).max() < 0.5, key
+    assert [r["sentence1"] for r in answers["onnx"]] == [a for a, _ in PAIRS]
+    assert sorted(p.name for p in (biencoder / "onnx").iterdir()) == ["encoder.int8.onnx", "encoder.onnx"]
