@@ -98,7 +98,13 @@ def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
         if not fresh(fp32, weights_time):
             started = time.perf_counter()
             log.info("exporting %s to ONNX (once; kept in %s)", model_dir, folder)
-            _write_atomic(fp32, export)
+            try:
+                _write_atomic(fp32, export)
+            except (KluekitError, OSError):
+                raise
+            except Exception as error:  # the exporter's own failures: one line, and the way out
+                raise KluekitError(f"--runtime {runtime}: exporting {model_dir} to ONNX failed "
+                                   f"({type(error).__name__}: {first_line(error)}); use --runtime torch") from None
             log.info("exported in %.1fs", time.perf_counter() - started)
         if wanted is int8:
             started = time.perf_counter()
