@@ -31,14 +31,10 @@ PAIRS = [("오늘 날씨가 좋다", "날씨가 맑다"), ("배송이 빨라요"
 
 @pytest.fixture(scope="module")
 def sts_run(tmp_path_factory, tiny_model, sts_train_csv):
-    """A tiny STS cross-encoder trained for a few steps (seconds), in a folder of this module's own."""
-    root = tmp_path_factory.mktemp("onnx-sts")
-    train = root / "train.csv"
-    pd.read_csv(sts_train_csv).head(64).to_csv(train, index=False)
-    run = root / "run"
-    assert cli.main(["train", "sts", "--model", str(tiny_model), "--train", str(train), "--output-dir", str(run),
-                     "--max-steps", "4", "--batch-size", "16", "--max-length", "64", "--learning-rate", "1e-3"]) == 0
-    return run
+    """A tiny STS cross-encoder, in a folder of this module's own (its ONNX cache is under test here)."""
+    from tiny_model import train_tiny_sts
+
+    return train_tiny_sts(tiny_model, sts_train_csv, tmp_path_factory.mktemp("onnx-sts"))
 
 
 @pytest.fixture(scope="module")

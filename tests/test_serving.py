@@ -277,13 +277,9 @@ def test_batcher_merges_routes_errors_and_closes():
 @pytest.fixture(scope="module")
 def sts_run(tmp_path_factory, tiny_model, sts_train_csv):
     """A tiny STS cross-encoder trained for a few steps through the CLI (seconds)."""
-    root = tmp_path_factory.mktemp("sts")
-    train = root / "train.csv"
-    pd.read_csv(sts_train_csv).head(64).to_csv(train, index=False)
-    run = root / "run"
-    assert cli.main(["train", "sts", "--model", str(tiny_model), "--train", str(train), "--output-dir", str(run),
-                     "--max-steps", "4", "--batch-size", "16", "--max-length", "64", "--learning-rate", "1e-3"]) == 0
-    return run
+    from tiny_model import train_tiny_sts
+
+    return train_tiny_sts(tiny_model, sts_train_csv, tmp_path_factory.mktemp("sts"))
 
 
 def test_rerank_with_the_cross_encoder_matches_kluekit_predict(tiny_biencoder, sts_run, tmp_path):

@@ -47,6 +47,18 @@ def build_tiny_model(texts: list[str], out_dir: Path, vocab_size: int = 2000, se
     return out_dir
 
 
+def train_tiny_sts(tiny_model: Path, sts_train_csv: Path, root: Path) -> Path:
+    """A tiny STS cross-encoder trained for a few steps through the CLI (seconds), in ``root/run``."""
+    from kluekit import cli
+
+    train = root / "train.csv"
+    pd.read_csv(sts_train_csv).head(64).to_csv(train, index=False)
+    run = root / "run"
+    assert cli.main(["train", "sts", "--model", str(tiny_model), "--train", str(train), "--output-dir", str(run),
+                     "--max-steps", "4", "--batch-size", "16", "--max-length", "64", "--learning-rate", "1e-3"]) == 0
+    return run
+
+
 def sts_texts(train_csv: Path) -> list[str]:
     frame = pd.read_csv(train_csv)
     return frame["sentence1"].tolist() + frame["sentence2"].tolist()

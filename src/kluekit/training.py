@@ -52,7 +52,7 @@ def train(task: Task, cfg: TrainConfig, examples=None, extra: dict | None = None
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(cfg.precision, torch.device(device_type))
     graphs = use_cuda_graphs(cfg, device_type, precision)
-    # with graphs, autocast runs inside the captured function (GraphedModel), not around the model
+    # with graphs, autocast runs inside the captured step (GraphedSteps), not around the model
     accelerator = Accelerator(mixed_precision="no" if graphs or precision == "fp32" else precision,
                               cpu=device_type == "cpu")
     main = accelerator.is_main_process

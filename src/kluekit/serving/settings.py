@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import RUNTIMES, opt
+from ..config import RUNTIME_HELP, RUNTIMES, opt
 
 INDEX_KINDS = ["exact", "faiss"]
 
@@ -39,10 +39,7 @@ class ServeSettings:
     encode_batch_size: int = opt(0, "bi-encoder batch size inside one model call, texts sorted by length "
                                     "(0: 8 on CPU, where small batches waste less padding, 64 on GPU)", minimum=0)
     rerank_max_length: int = opt(0, "cross-encoder max tokens per pair (0: the run's own --max-length)", minimum=0)
-    runtime: str = opt("torch", "run the bi-encoder and the cross-encoder with torch, or with ONNX Runtime on the CPU "
-                                "(also where a GPU is present): onnx (fp32) or onnx-int8 (dynamic int8 weights, "
-                                "faster); exported once into <model>/onnx/; needs pip install 'kluekit[onnx]'",
-                       choices=RUNTIMES)
+    runtime: str = opt("torch", "what runs the bi-encoder and the cross-encoder: " + RUNTIME_HELP, choices=RUNTIMES)
     threads: int = opt(0, "CPU threads of torch and ONNX Runtime (0: torch's own choice)", minimum=0)
     log_level: str = opt("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
