@@ -35,12 +35,14 @@ def sorted_batches(lengths, batch_size: int) -> list[list[int]]:
 
 
 class Features(torch.utils.data.Dataset):
-    """A dataset view over ``dict[str, list]`` features: item i is ``{name: values[i]}``."""
+    """A dataset view over ``dict[str, list]`` features: item i is ``{name: values[i]}``; ``lengths`` are the
+    tokens of each item (summed over its texts where there are several ``<prefix>input_ids`` columns)."""
 
     def __init__(self, features: dict[str, list]):
         self.features = features
-        self.lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64,
-                                   count=len(features["input_ids"]))
+        columns = [values for name, values in features.items() if name.endswith("input_ids")]
+        self.lengths = sum(np.fromiter((len(ids) for ids in values), dtype=np.int64, count=len(values))
+                           for values in columns)
 
     def __len__(self):
         return len(self.lengths)

@@ -4,8 +4,8 @@
     kluekit evaluate sts --model runs/sts-... --input dev.csv
     kluekit predict sts --model runs/sts-... --input test.csv --output output.csv
 
-Commands that are not a (verb, task) pair, such as ``train biencoder``, ``encode`` or ``serve``, are
-``Command`` objects listed by ``_commands`` (top level, or under a verb).
+Commands that are not a (verb, task) pair, such as ``encode``, ``ensemble`` or ``serve``, are
+``Command`` objects (``commands.py``) listed by ``_commands``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import dataclass
-from importlib import import_module
 
 from . import __version__
 from .config import EvaluateConfig, PredictConfig, TrainConfig, add_options, build, load_config_file, split_options
-from .errors import KluekitError
+from .errors import KluekitError, first_line
 from .tasks import TASKS
 
 VERBS = {
@@ -29,31 +27,16 @@ VERBS = {
 }
 
 
-@dataclass(frozen=True)
-class Command:
-    """A command with its own options dataclass; ``run`` ("module:function", imported only when the
-    command runs, so that building the parser stays cheap) takes the built options."""
-
-    options: type
-    help: str
-    run: str
-
-    def call(self, cfg) -> object:
-        module, function = self.run.split(":")
-        return getattr(import_module(module), function)(cfg)
-
-
-def _commands() -> tuple[dict[str, Command], dict[str, dict[str, Command]]]:
-    """(top-level commands, commands under a verb); their option modules are light to import."""
-    from .embedding.commands import ENCODE, SEARCH, TRAIN_BIENCODER
+def _commands() -> dict:
+    """The top-level commands; their option modules are light to import."""
+    from .embedding.commands import ENCODE, SEARCH
     from .ensemble import ENSEMBLE
     from .serving.commands import SERVE
 
-    return ({"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE},
-            {"train": {"biencoder": TRAIN_BIENCODER}})
+    return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE}
 
 
-def _add_command(subparsers, name: str, command: Command) -> None:
+def _add_command(subparsers, name: str, command) -> None:
     parser = subparsers.add_parser(name, help=command.help, description=command.help)
     parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
     add_options(parser, command.options, "options")
@@ -64,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kluekit", description="Korean NLU (KLUE) training, evaluation and prediction.")
     parser.add_argument("--version", action="version", version=f"kluekit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    commands, verb_commands = _commands()
+    commands = _commands()
     for verb, (config_cls, help_text) in VERBS.items():
         verb_parser = verbs.add_parser(verb, help=help_text, description=help_text)
         tasks = verb_parser.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -75,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
             add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])})
             if verb == "train":
                 add_options(task_parser, task_cls.Options, f"{name} options")
-        for name, command in verb_commands.get(verb, {}).items():
-            _add_command(tasks, name, command)
     for name, command in commands.items():
         _add_command(verbs, name, command)
     return parser
@@ -109,8 +90,8 @@ def run(argv: list[str] | None = None) -> object:
     cfg = build(config_cls, values)
     check_format(task_cls, cfg.format)
     if verb == "predict":
-        return runner.predict(cfg)
-    result = runner.evaluate(cfg)
+        return runner.predict(cfg, task_name)
+    result = runner.evaluate(cfg, task_name)
     print("\n".join(f"{k}: {v:.2f}" for k, v in result["metrics"].items()))
     if result["report"]:
         print("\n".join(result["report"]))
@@ -163,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kluekit: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a disk or permission fault that no earlier check turned into a message
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"kluekit: error: {where}{(error.strerror or first_line(error)).lower()}", file=sys.stderr)
+        return 2
     return 0
 
 

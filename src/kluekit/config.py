@@ -50,8 +50,10 @@ def default_of(f: dataclasses.Field):
 class TrainConfig:
     """Options of ``kluekit train`` shared by every task."""
 
-    train: str = opt(None, "training file (CSV/TSV/JSON; format detected from the file)", required=True)
-    dev: str | None = opt(None, "dev file, evaluated every epoch (or --eval-steps) to keep the best checkpoint")
+    train: list[str] = opt([], "training file(s) (CSV/TSV/JSON; format detected from each file); several are "
+                               "concatenated", required=True)
+    dev: list[str] = opt([], "dev file(s), evaluated every epoch (or --eval-steps); the first one's primary metric "
+                             "keeps the best checkpoint, the others are scored as <file name>/<metric>")
     model: str = opt("klue/roberta-small", "pretrained model: a Hugging Face id or a local directory")
     output_dir: str | None = opt(None, "run directory to write (default: runs/<task>-<date>-<time>)")
     format: str = opt("auto", "input file format (default: detected from the file)")
@@ -76,6 +78,7 @@ class TrainConfig:
     resume: bool = opt(False, "continue a killed run from the last checkpoint in --output-dir")
     overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
     num_workers: int = opt(0, "DataLoader worker processes", minimum=0)
+    tensorboard: bool = opt(True, "write TensorBoard logs to <output-dir>/logs")
     folds: int = opt(0, "k-fold: train K models, each scored on the fold it did not see (stratified by label for "
                         "classification), into <output-dir>/fold-<k>, plus the out-of-fold score; 0: off", minimum=0)
 

@@ -16,26 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PRECISIONS, PREDICT_BATCH_HELP, RUNTIME_HELP, RUNTIMES, opt
-from .cli import Command
+from .commands import Command
+from .config import PredictConfig, opt
 from .errors import KluekitError
 
 log = logging.getLogger("kluekit")
 
 
 @dataclass
-class EnsembleConfig:
-    """Options of ``kluekit ensemble``."""
+class EnsembleConfig(PredictConfig):
+    """Options of ``kluekit ensemble``: those of ``predict``, with several runs and their weights."""
 
     model: list[str] = opt([], "run directories written by 'kluekit train' for the same task and labels", required=True)
-    input: str = opt(None, "input file (CSV/TSV/JSON; format detected from the file)", required=True)
-    output: str = opt(None, "submission file to write", required=True)
     weights: list[str] = opt([], "one weight per run, in --model order (default: equal weights)")
-    format: str = opt("auto", "input file format (default: detected from the file)")
-    batch_size: int = opt(0, PREDICT_BATCH_HELP, minimum=0)
-    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
-    runtime: str = opt("torch", RUNTIME_HELP, choices=RUNTIMES)
-    sample_submission: str | None = opt(None, "keep this file's ids, order and columns; fill its target column (sts)")
     evaluate: bool = opt(False, "the input carries labels: print each run's metrics and the ensemble's, and write "
                                 "the report next to --output")
 
@@ -54,45 +47,48 @@ def parse_weights(values: list[str], runs: int) -> np.ndarray:
     return weights
 
 
-def open_runs(paths: list[str]):
-    """(task, info) of every run, checked to be the same task with the same labels."""
-    from .modeling import read_run_info, run_task
+def open_runs(cfg: EnsembleConfig) -> list:
+    """A predictor per run, checked to be the same task with the same labels."""
+    from .predictor import Predictor
 
-    runs = [(run_task(info), info) for info in (read_run_info(path) for path in paths)]
-    first = runs[0][0]
-    for path, (task, _) in zip(paths, runs):
-        if task.name != first.name:
-            raise KluekitError(f"--model: {path} is a {task.name} run, {paths[0]} a {first.name} run")
-        if task.labels != first.labels:
+    runs = [Predictor(path, None, "ensemble", cfg.precision, cfg.runtime, cfg.batch_size) for path in cfg.model]
+    first, paths = runs[0].task, cfg.model
+    for path, run in zip(paths, runs):
+        if run.task.name != first.name:
+            raise KluekitError(f"--model: {path} is a {run.task.name} run, {paths[0]} a {first.name} run")
+        if run.task.labels != first.labels:
             raise KluekitError(f"--model: {path} was trained with other labels (or another label order) than {paths[0]}")
     return runs
 
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
-    from .onnxrun import check_runtime
-    from .runner import check_output, check_sample_submission, predict_examples, write_report
+    from .report import write_report
+    from .runner import check_output, check_sample_submission
 
     if len(cfg.model) < 2:
         raise KluekitError("--model: give two or more run directories to ensemble")
-    check_runtime(cfg.runtime, cfg.precision)
-    check_output(cfg)
     weights = parse_weights(cfg.weights, len(cfg.model))
-    runs = open_runs(cfg.model)
-    task = runs[0][0]
+    runs = open_runs(cfg)
+    task = runs[0].task
+    check_output(cfg)
     check_sample_submission(cfg, task)
-    examples, gold, total, members = None, None, None, {}
-    for path, weight, (run, info) in zip(cfg.model, weights, runs):
+    readings = []
+    for path, run in zip(cfg.model, runs):  # every input check before any model runs
         rows = run.read(cfg.input, cfg.format, require_labels=cfg.evaluate)  # each run's own reading options
-        if examples is None:
-            examples, gold = rows, task.gold(rows) if cfg.evaluate else None
-        elif len(rows) != len(examples) or (rows["id"].to_numpy() != examples["id"].to_numpy()).any():
+        if readings and (len(rows) != len(readings[0]) or (rows["id"].to_numpy() != readings[0]["id"].to_numpy()).any()):
             raise KluekitError(f"--model: {path} reads {cfg.input} into other rows than {cfg.model[0]} "
                                "(different column options?)")
-        preds, _ = predict_examples(run, path, info, rows, cfg.batch_size, cfg.precision, runtime=cfg.runtime)
+        readings.append(rows)
+    examples = readings[0]
+    check_sample_submission(cfg, task, examples)
+    gold = task.gold(examples) if cfg.evaluate else None
+    total, members = None, {}
+    for path, weight, run, rows in zip(cfg.model, weights, runs, readings):
+        preds = run.predict(rows)
         total = weight * preds if total is None else total + weight * preds
         if gold is not None:
-            members[path] = run.metrics(preds, gold)
+            members[path] = run.task.metrics(preds, gold)
             log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in members[path].items()))
     preds = total / weights.sum()
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)

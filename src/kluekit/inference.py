@@ -1,4 +1,4 @@
-"""Batched prediction: length-sorted batches, dynamic padding, mixed precision, no per-row model calls."""
+"""Batched prediction for any task: length-sorted batches, dynamic padding, mixed precision, no per-row model calls."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import contextlib
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from .batching import Features, ragged, sorted_batches
+from .batching import Features, sorted_batches
 from .errors import KluekitError
 
 
@@ -42,57 +41,43 @@ def default_batch_size(device: torch.device) -> int:
     return 128 if device.type == "cuda" else 16
 
 
-def load_predictor(task, run_dir, precision: str = "auto", runtime: str = "torch"):
-    """(tokenizer, model, device, resolved precision) of a run, for ``predict_logits``: the torch model, or
-    with ``runtime`` onnx / onnx-int8 an ONNX Runtime session that runs on the CPU."""
-    from .modeling import load_run_model
-    from .onnxrun import check_runtime, load_onnx_run_model
-
-    check_runtime(runtime, precision)
-    if runtime != "torch":
-        return (*load_onnx_run_model(run_dir, task, runtime), torch.device("cpu"), "fp32")
-    device = resolve_device()
-    precision = resolve_precision(precision, device)
-    return (*load_run_model(run_dir, task, device), device, precision)
-
-
-def make_collator(tokenizer, device: torch.device, token_labels: bool = False):
-    """Dynamic padding to the longest input of a batch (multiples of 8 on GPU for tensor cores);
-    ``token_labels``: the labels are one per token and are padded with -100 too."""
-    multiple = 8 if device.type == "cuda" else None
-    if token_labels:
-        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=multiple)
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
-
-
 def model_inputs(features: dict[str, list], labels: bool = False) -> dict[str, list]:
     """The features the model takes: without task-side keys (named ``_...``, e.g. NER's character
     offsets) and, unless ``labels``, without the labels."""
     return {k: v for k, v in features.items() if not k.startswith("_") and (labels or k != "labels")}
 
 
+def pad_multiple(device: torch.device) -> int | None:
+    """Pad batches to multiples of 8 tokens on a GPU (tensor cores), not at all on the CPU."""
+    return 8 if device.type == "cuda" else None
+
+
 @torch.inference_mode()
-def predict_logits(model, tokenizer, features: dict[str, list], batch_size: int, device: torch.device,
-                   precision: str = "fp32", progress: bool = True, desc: str = "predict") -> np.ndarray:
-    """Logits for every example, in input order, as float32 numpy: (n, C) for sequence heads; for token
-    heads an object array of n arrays (tokens of that example, C), padding cut off."""
+def predict_raw(task, model, tokenizer, features: dict[str, list], batch_size: int, device: torch.device,
+                precision: str = "fp32", progress: bool = True, desc: str = "predict"):
+    """``task.batch_outputs`` of every example, in input order: an (n, ...) float32 array, or a ragged object
+    array of per-example arrays (per-token outputs). Batches are length-sorted and padded to their longest."""
     dataset = Features(model_inputs(features))
     batches = sorted_batches(dataset.lengths, batch_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=make_collator(tokenizer, device))
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, generator=torch.Generator(),
+                                         collate_fn=task.collator(tokenizer, pad_multiple(device)))
     was_training = model.training
     model.eval()
-    outputs = []
+    parts = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device, precision):
-            logits = model(**batch).logits.float().cpu().numpy()
-        if logits.ndim == 3:  # token head: one (length, C) array per example
-            masks = batch["attention_mask"].bool().cpu().numpy()
-            logits = ragged([row[mask] for row, mask in zip(logits, masks)])
-        outputs.append(logits)
+            outputs = task.forward(model, batch)
+        parts.append(task.batch_outputs(outputs, batch))
     model.train(was_training)
     order = np.concatenate([np.asarray(b) for b in batches]) if batches else np.zeros(0, int)
-    logits = np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
-    result = np.empty_like(logits)
-    result[order] = logits
+    if parts and isinstance(parts[0], list):
+        rows = [row for part in parts for row in part]
+        result = np.empty(len(rows), dtype=object)
+        for position, row in zip(order, rows):
+            result[position] = row
+        return result
+    raw = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    result = np.empty_like(raw)
+    result[order] = raw
     return result

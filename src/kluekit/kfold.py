@@ -18,7 +18,9 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from .config import TrainConfig
 from .errors import KluekitError
-from .rundir import prepare_run_dir
+from .report import write_report
+from .rundir import RunDir
+from .training import read_files, train_run
 from .tasks import Task
 
 log = logging.getLogger("kluekit")
@@ -42,17 +44,14 @@ def fold_indices(task: Task, examples, folds: int, seed: int) -> list[tuple[np.n
 
 def train_folds(task: Task, cfg: TrainConfig) -> dict:
     """Train ``cfg.folds`` runs into ``<output_dir>/fold-<k>`` and write the out-of-fold metrics and predictions."""
-    from .runner import write_report
-    from .training import train
-
     if cfg.dev:
         raise KluekitError("--folds scores each run on its held-out fold: drop --dev (score the fold runs on a dev "
                            "file with 'kluekit ensemble --evaluate' or 'kluekit evaluate')")
     if cfg.resume:
         raise KluekitError("--resume is not supported with --folds")
-    root = prepare_run_dir(cfg.output_dir or f"runs/{task.name}-{cfg.folds}fold-{time.strftime('%Y%m%d-%H%M%S')}",
-                           task.name, False, cfg.overwrite)
-    examples = task.read(cfg.train, cfg.format)
+    root = RunDir.create(cfg.output_dir or f"runs/{task.name}-{cfg.folds}fold-{time.strftime('%Y%m%d-%H%M%S')}",
+                         task.name, False, cfg.overwrite).path
+    examples = read_files(task, cfg.train, cfg.format)
     task.fit(examples)  # the label set of the whole file, so every fold's model has the same classes
     splits = fold_indices(task, examples, cfg.folds, cfg.seed)
     parts, results = [], []
@@ -63,7 +62,7 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
         held.attrs = dict(examples.attrs)
         train_part = examples.iloc[train_rows].reset_index(drop=True)
         train_part.attrs = dict(examples.attrs)
-        result = train(task, fold_cfg, examples=(train_part, held), extra={"fold": k, "folds": cfg.folds})
+        result = train_run(task, fold_cfg, examples=(train_part, held), extra={"fold": k, "folds": cfg.folds})
         parts.append(result["best_outputs"])  # the saved model's predictions for its held-out fold
         results.append({"fold": k, "run_dir": result["run_dir"], "steps": result["steps"],
                         "train_seconds": result["train_seconds"], **result["best"]})
@@ -71,7 +70,7 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
     for preds, (_, held_rows) in zip(parts, splits):
         oof[held_rows] = preds
     metrics = task.metrics(oof, task.gold(examples))
-    record = {"folds": results, "oof": metrics, "train": str(cfg.train), "rows": len(examples)}
+    record = {"folds": results, "oof": metrics, "train": cfg.train[0] if len(cfg.train) == 1 else cfg.train, "rows": len(examples)}
     summary = write_report(task, oof, examples, root / "oof", 30, record)
     log.info("out-of-fold: %s", " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
     return {"oof": metrics, "folds": results, "report": summary, "run_dir": str(root)}

@@ -5,7 +5,7 @@ A run's model is exported once with ``torch.onnx.export`` into ``<run>/onnx/mode
 is newer than the run's weights. ``OnnxModel`` stands in for the torch model wherever kluekit calls one::
 
     tokenizer, model = load_onnx_run_model("runs/sts1", task, "onnx-int8")
-    logits = predict_logits(model, tokenizer, features, 128, torch.device("cpu"))   # unchanged code path
+    raw = predict_raw(task, model, tokenizer, features, 128, torch.device("cpu"))   # unchanged code path
 
 ONNX Runtime runs on the CPU only (also on a machine with a GPU), with as many threads as torch uses.
 Needs ``pip install 'kluekit[onnx]'`` (onnx, onnxruntime, onnxscript).
@@ -154,8 +154,9 @@ class _Select(torch.nn.Module):
         return getattr(self.model(**dict(zip(self.names, tensors))), self.output)
 
 
-def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
-    """Export ``model(**inputs).<output>`` to ``path`` with dynamic batch and sequence axes (the exporter of
+def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path, sequence_inputs=None) -> None:
+    """Export ``model(**inputs).<output>`` to ``path`` with a dynamic batch axis and, for the inputs named in
+    ``sequence_inputs`` (default: all), a dynamic sequence axis (the exporter of
     torch.export: the legacy TorchScript one traced transformers' attention masks wrongly), then check that
     the graph gives the torch model's output on ``inputs`` (a warning where it does not)."""
     from torch.export import Dim
@@ -165,7 +166,8 @@ def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path)
     eager_attention(model)
     names = list(inputs)
     batch, sequence = Dim("batch"), Dim("sequence")
-    shapes = tuple({0: batch} if n == "entity_positions" else {0: batch, 1: sequence} for n in names)
+    sequence_inputs = names if sequence_inputs is None else list(sequence_inputs)
+    shapes = tuple({0: batch, 1: sequence} if n in sequence_inputs else {0: batch} for n in names)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Select(model.eval(), names, output), tuple(inputs[n] for n in names), str(path),
@@ -237,30 +239,21 @@ class OnnxModel:
         return SimpleNamespace(**{self.output: torch.from_numpy(self.run(batch))})
 
 
-def sample_inputs(tokenizer, names: list[str]) -> dict[str, torch.Tensor]:
-    """A small padded batch of two pairs (the exporter needs example tensors) holding ``names``."""
-    encoded = tokenizer(["예시 문장입니다", "짧은"], ["두 번째 문장도 있습니다", "쌍"], padding=True, return_tensors="pt")
-    inputs = {n: encoded[n] for n in names if n in encoded}
-    if "entity_positions" in names:
-        inputs["entity_positions"] = torch.tensor([[1, 2], [2, 1]])
-    return inputs
-
-
 def load_onnx_run_model(run_dir, task, runtime: str):
-    """Tokenizer and ``OnnxModel`` of a run trained for ``task`` (exported on first use, see ``cached_onnx``)."""
+    """Tokenizer and ``OnnxModel`` of a run trained for ``task`` (exported on first use, see ``cached_onnx``);
+    the export traces ``task.sample_inputs`` that the model's ``forward`` accepts."""
     from transformers import AutoTokenizer
 
-    from .modeling import check_saved_model, load_run_model
+    from .modeling import check_saved_model
 
     check_runtime(runtime)
     check_saved_model(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
 
     def export(path: Path) -> None:
-        _, model = load_run_model(run_dir, task, torch.device("cpu"))
+        _, model = task.load_model(run_dir, torch.device("cpu"))
         accepted = inspect.signature(model.forward).parameters
-        names = [n for n in tokenizer.model_input_names if n in accepted]
-        names += ["entity_positions"] if "entity_positions" in accepted else []
-        export_onnx(model, sample_inputs(tokenizer, names), "logits", path)
+        inputs = {name: tensor for name, tensor in task.sample_inputs(tokenizer).items() if name in accepted}
+        export_onnx(model, inputs, task.onnx_output, path, sequence_inputs=tokenizer.model_input_names)
 
-    return tokenizer, OnnxModel(cached_onnx(run_dir, "model", runtime, export))
+    return tokenizer, OnnxModel(cached_onnx(run_dir, "model", runtime, export), task.onnx_output)

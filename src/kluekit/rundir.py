@@ -1,4 +1,14 @@
-"""The run directory: model, tokenizer, resolved config, data hashes, versions, metrics, logs, checkpoint."""
+"""The run directory, one object for every run kind: create, resume, read, write and save.
+
+A run directory holds the model and tokenizer (as the task saves them), ``kluekit.json`` (task, options,
+labels, resolved config, data hashes, versions, device, command), ``metrics.json``, ``logs/`` and, while
+training, the resume ``checkpoint/``::
+
+    run = RunDir.create("runs/sts1", default_name="sts", resume=False, overwrite=False)
+    run.write_info(task, cfg, {"train": ("train.csv", 10000)}, extra={})
+    run.save_model(lambda folder: task.save_model(model, tokenizer, folder))
+    run = RunDir.open("runs/sts1"); task = run.task(expected="sts", verb="predict")
+"""
 
 from __future__ import annotations
 
@@ -14,24 +24,139 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data.io import file_sha256, write_text_atomic
+from .data.io import apply_umask, file_sha256, write_error, write_reason, write_text_atomic
+from .engine.checkpoint import find_checkpoint, remove_checkpoints
 from .errors import KluekitError
 from .modeling import RUN_INFO
 
-CHECKPOINT = "checkpoint"
+MODEL_TMP = ".model.tmp"
 
 
-def prepare_run_dir(output_dir: str | None, task_name: str, resume: bool, overwrite: bool) -> Path:
-    """Create (or reopen, with ``resume``) the run directory, refusing to clobber an existing run."""
-    run_dir = Path(output_dir or f"runs/{task_name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if resume:
-        if not (run_dir / CHECKPOINT / "progress.json").is_file():
-            raise KluekitError(f"--resume: no checkpoint to resume in {run_dir}/{CHECKPOINT}")
-    elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise KluekitError(f"--output-dir: {run_dir} is not empty; pass --resume to continue it "
-                           "or --overwrite to replace it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+class RunDir:
+    """A run directory on disk (``path``) and its record (``info``, read from ``kluekit.json`` on demand)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._info = None
+
+    @classmethod
+    def create(cls, output_dir: str | None, default_name: str, resume: bool = False, overwrite: bool = False) -> "RunDir":
+        """Create (or reopen, with ``resume``) a run directory, refusing to clobber an existing run."""
+        path = Path(output_dir or f"runs/{default_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if path.exists() and not path.is_dir():
+            raise KluekitError(f"--output-dir: {path} is a file")
+        if resume:
+            if find_checkpoint(path) is None:
+                raise KluekitError(f"--resume: no checkpoint to resume in {path}/checkpoint")
+        elif path.exists() and any(path.iterdir()) and not overwrite:
+            raise KluekitError(f"--output-dir: {path} is not empty; pass --resume to continue it "
+                               "or --overwrite to replace it")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".kluekit-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise KluekitError(f"--output-dir: cannot write {path}: {write_reason(error)}") from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path) -> "RunDir":
+        """An existing run; KluekitError naming --model when ``path`` holds no kluekit run."""
+        run = cls(path)
+        if not (run.path / RUN_INFO).is_file():
+            raise KluekitError(f"--model: {path} is not a kluekit run directory (no {RUN_INFO}); "
+                               "train one with 'kluekit train'")
+        return run
+
+    @property
+    def info(self) -> dict:
+        if self._info is None:
+            self._info = json.loads((self.path / RUN_INFO).read_text(encoding="utf-8"))
+        return self._info
+
+    @property
+    def task_name(self) -> str:
+        return self.info.get("task", "")
+
+    def task(self, expected: str | None = None, verb: str = "predict"):
+        """The task object the run was trained for, with its options and labels; with ``expected``, a
+        KluekitError unless the run was trained for that task."""
+        from .tasks import get_task_class
+
+        if expected is not None and self.task_name != expected:
+            raise KluekitError(f"--model: {self.path} was trained for {self.task_name}, not {expected}; "
+                               f"use kluekit {verb} {self.task_name}")
+        task_class = get_task_class(self.task_name)
+        known = {f.name for f in dataclasses.fields(task_class.Options)}
+        options = {**task_class.Options.LEGACY,
+                   **{k: v for k, v in self.info.get("task_options", {}).items() if k in known}}
+        return task_class(task_class.Options(**options), labels=self.info.get("labels"))
+
+    @property
+    def max_length(self) -> int:
+        return int(self.info.get("train_config", {}).get("max_length") or 128)
+
+    def checkpoint(self) -> Path | None:
+        return find_checkpoint(self.path)
+
+    def write_info(self, task, cfg, data_files: dict, extra: dict) -> None:
+        """Everything needed to reproduce the run, as ``kluekit.json``. ``data_files``: role -> (path, rows),
+        or a list of those for several files."""
+        def describe(path, rows):
+            return {"path": str(path), "sha256": file_sha256(path), "rows": rows}
+
+        info = {
+            "task": task.name,
+            "task_options": dataclasses.asdict(task.options),
+            "labels": task.labels,
+            "train_config": dataclasses.asdict(cfg),
+            "data": {role: [describe(*f) for f in files] if isinstance(files, list) else describe(*files)
+                     for role, files in data_files.items()},
+            "versions": versions(),
+            "device": device_name(),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        }
+        self.write_json(RUN_INFO, info)
+        self._info = info
+
+    def write_json(self, name: str, data: dict) -> None:
+        write_json(self.path / name, data)
+
+    def save_model(self, save) -> None:
+        """``save(folder)`` into a temporary folder, then each file and subfolder moved into the run (an old
+        one of the same name replaced), so that a reader never sees a half-written model. A full or read-only
+        disk is one KluekitError; the model saved before stays."""
+        tmp = self.path / MODEL_TMP
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            save(tmp)
+            apply_umask(tmp)
+        except Exception as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if write_reason(error) is None:
+                raise
+            raise write_error(self.path, error) from None
+        for item in tmp.iterdir():
+            target = self.path / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        tmp.rmdir()
+
+    def finish(self) -> None:
+        """Drop what only a running training needs (the resume checkpoint)."""
+        remove_checkpoints(self.path)
+
+    def discard_unstarted(self) -> None:
+        """After a failed start with no checkpoint yet: remove the record and logs, so the same command can be
+        run again without --overwrite."""
+        if self.checkpoint() is None and not (self.path / "config.json").exists():
+            for name in (RUN_INFO, "logs", MODEL_TMP):
+                target = self.path / name
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def versions() -> dict[str, str]:
@@ -48,47 +173,6 @@ def device_name() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
-
-
-def write_run_info(run_dir: Path, task, cfg, data_files: dict[str, tuple[str, int]], extra: dict) -> None:
-    """Everything needed to reproduce the run, as ``kluekit.json``."""
-    info = {
-        "task": task.name,
-        "task_options": dataclasses.asdict(task.options),
-        "labels": task.labels,
-        "train_config": dataclasses.asdict(cfg),
-        "data": {role: {"path": str(path), "sha256": file_sha256(path), "rows": rows}
-                 for role, (path, rows) in data_files.items()},
-        "versions": versions(),
-        "device": device_name(),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **extra,
-    }
-    write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-
-
-def save_into(run_dir: Path, save) -> None:
-    """``save(folder)`` into a temporary folder, then each file and subfolder moved into ``run_dir`` (an old
-    one of the same name replaced), so that a reader never sees a half-written model."""
-    tmp = run_dir / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(tmp)
-    for item in tmp.iterdir():
-        target = run_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    tmp.rmdir()
-
-
-def save_model(run_dir: Path, model, tokenizer) -> None:
-    """Save model + tokenizer (transformers' save_pretrained) into the run directory (see ``save_into``)."""
-    def save(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-
-    save_into(run_dir, save)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -1,4 +1,4 @@
-"""The bi-encoder commands: ``kluekit train biencoder``, ``kluekit encode`` and ``kluekit search``.
+"""The bi-encoder's corpus commands: ``kluekit encode`` and ``kluekit search`` (training is ``kluekit train biencoder``).
 
 Options are dataclasses (light to import: the CLI builds its parser from them); each command is a plain
 function of its options that the CLI, tests and benchmarks call directly.
@@ -16,49 +16,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..cli import Command
+from ..commands import Command
 from ..config import opt
 
 log = logging.getLogger("kluekit")
 INDEX_KINDS = ["exact", "faiss"]
-
-
-@dataclass
-class TrainBiencoderOptions:
-    """Options of ``kluekit train biencoder``."""
-
-    train: list[str] = opt([], "STS training file(s) in any STS format; several are concatenated "
-                               "(e.g. KLUE-STS + KorSTS)", required=True)
-    dev: list[str] = opt([], "STS dev file(s): Pearson/Spearman of cosine scores after every epoch; "
-                             "the best epoch by Spearman on the first is kept")
-    model: str = opt("klue/roberta-small", "encoder to start from: a Hugging Face id or a local directory "
-                                           "(a sentence-transformers model keeps its pooling; others get mean pooling)")
-    output_dir: str | None = opt(None, "run directory to write (default: runs/biencoder-<date>-<time>)")
-    overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
-    epochs: int = opt(4, "number of training epochs", minimum=1)
-    batch_size: int = opt(32, "training pairs per batch (CoSENT ranks the pairs within a batch)", minimum=1)
-    eval_batch_size: int = opt(128, "sentences per batch when encoding dev files", minimum=1)
-    learning_rate: float = opt(5e-5, "peak learning rate of AdamW", minimum=0)
-    warmup: float = opt(0.1, "warmup: a ratio of all steps if < 1, else a number of steps", minimum=0)
-    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm)", minimum=0)
-    max_length: int = opt(128, "maximum tokens per sentence (longer ones are truncated)", minimum=8)
-    seed: int = opt(42, "random seed (same seed, same data, same machine: same result)")
-    loss: str = opt("cosent", "cosent: rank pairs within a batch by cosine (default); "
-                              "cosine: mean squared error of cosine vs label/5", choices=["cosent", "cosine"])
-    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp32", choices=["auto", "fp32", "bf16"])
-    swap_augment: bool = opt(False, "also train on every pair with its sentences swapped")
-    prompt: str = opt("", "text put before every sentence in training and evaluation, saved as the model's "
-                          "default prompt (e5 models were trained with 'query: ')")
-    group_by_length: bool = opt(True, "batch pairs of similar length together (less padding, faster)")
-    tensorboard: bool = opt(True, "write TensorBoard logs to <output-dir>/logs")
-    nli: list[str] = opt([], "NLI file(s) (KLUE-NLI JSON, KorNLI TSV, or CSV/TSV/JSON with premise, hypothesis, "
-                             "gold_label): first train on (premise, entailment, contradiction) triplets with "
-                             "MultipleNegativesRankingLoss, then on the STS pairs")
-    nli_epochs: int = opt(1, "epochs of the NLI stage (with --nli)", minimum=1)
-    nli_batch_size: int = opt(64, "triplets per NLI batch: every other hypothesis in the batch is a negative, "
-                                  "so larger batches give more negatives", minimum=1)
-    nli_learning_rate: float = opt(5e-5, "peak learning rate of the NLI stage (its own AdamW and warmup; "
-                                         "--warmup and --weight-decay apply)", minimum=0)
 
 
 @dataclass
@@ -89,18 +51,6 @@ class SearchOptions:
     model: str | None = opt(None, "bi-encoder for the queries (default: the model recorded in the index)")
     output: str | None = opt(None, "also write the results as CSV: query_id, query, rank, score, id, text")
     batch_size: int = opt(64, "queries per encoding batch", minimum=1)
-
-
-def train(cfg: TrainBiencoderOptions) -> dict:
-    """Run ``kluekit train biencoder`` and print the best dev figures."""
-    from .training import describe, train_biencoder
-
-    result = train_biencoder(cfg)
-    if result["best"]:
-        print(f"best dev (epoch {result['best_epoch']}): {describe(result['best'])}")
-    print(f"trained {result['steps']} steps in {result['train_seconds']:.1f}s "
-          f"({result['train_examples_per_s']:.1f} pairs/s); run directory: {result['run_dir']}")
-    return result
 
 
 def encode_corpus(cfg: EncodeOptions):
@@ -155,8 +105,6 @@ def search(cfg: SearchOptions) -> list[dict]:
     return rows
 
 
-TRAIN_BIENCODER = Command(TrainBiencoderOptions, "train a bi-encoder (siamese, mean pooling, cosine) on STS pairs",
-                          "kluekit.embedding.commands:train")
 ENCODE = Command(EncodeOptions, "embed a corpus file (one sentence per row) into a search index on disk",
                  "kluekit.embedding.commands:encode_corpus")
 SEARCH = Command(SearchOptions, "top-k most similar corpus texts for queries, from an index made by 'kluekit encode'",

@@ -9,12 +9,16 @@ the same text twice (``distinct_batches``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from ..batching import Features
 from ..data.io import file_sha256
 from ..data.nli_pairs import nli_triplets, read_nli
+from ..engine import Stage, TrainData
 from ..errors import KluekitError
-from .loop import Stage, features, make_loss
+from .columns import ColumnCollator, embed_columns, encode_columns
 
 Triplet = tuple[str, str, str]
 
@@ -61,13 +65,34 @@ def distinct_batches(rows: list[tuple[str, ...]], batch_size: int, seed: int, ep
     return batches
 
 
-def nli_stage(model, cfg, triplets: list[Triplet], device) -> Stage:
-    """The NLI stage: ``cfg.nli_epochs`` epochs of ``distinct_batches`` of ``cfg.nli_batch_size`` triplets
-    (each text with ``cfg.prompt`` before it), MultipleNegativesRankingLoss, ``cfg.nli_learning_rate``."""
-    texts = [tuple((cfg.prompt or "") + text for text in triplet) for triplet in triplets]
-    plan = [distinct_batches(triplets, cfg.nli_batch_size, cfg.seed, epoch) for epoch in range(cfg.nli_epochs)]
+class TripletStep:
+    """forward/loss of the NLI stage: embeddings of the three columns, MultipleNegativesRankingLoss."""
 
-    def inputs(batch: list[int]):
-        return [features(model, [texts[i][column] for i in batch], device) for column in range(3)], None
+    def __init__(self, loss):
+        self.ranking = loss
 
-    return Stage("nli", make_loss(model, "mnrl"), plan, inputs, cfg.nli_learning_rate)
+    def forward(self, model, batch):
+        return embed_columns(model, batch)
+
+    def loss(self, outputs, batch):
+        return self.ranking.compute_loss_from_embeddings(outputs, None)
+
+
+def nli_stage(model, tokenizer, cfg, options, triplets: list[Triplet], max_length: int) -> Stage:
+    """The NLI stage: ``options.nli_epochs`` epochs of ``distinct_batches`` of ``options.nli_batch_size``
+    triplets (each text with ``options.prompt`` before it), MultipleNegativesRankingLoss at
+    ``options.nli_learning_rate``; the other run options (warmup, weight decay, precision) as for STS."""
+    from .losses import make_loss
+
+    prompt = options.prompt or ""
+    columns = [[prompt + triplet[column] for triplet in triplets] for column in range(3)]
+    dataset = Features(encode_columns(tokenizer, columns, max_length))
+
+    def plan(epoch: int, rank: int, world: int) -> list[list[int]]:
+        batches = distinct_batches(triplets, options.nli_batch_size, cfg.seed, epoch)
+        return batches[rank:len(batches) - len(batches) % world if world > 1 else None:world]
+
+    stage_cfg = dataclasses.replace(cfg, epochs=options.nli_epochs, batch_size=options.nli_batch_size,
+                                    learning_rate=options.nli_learning_rate, max_steps=0, eval_steps=0)
+    data = TrainData(dataset, plan, ColumnCollator(tokenizer), tokenizer.pad_token_id or 0)
+    return Stage("nli", TripletStep(make_loss(model, "mnrl")), data, stage_cfg)

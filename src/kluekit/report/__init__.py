@@ -2,6 +2,7 @@
 
 from .plots import confusion_matrix_plot, scatter_plot
 from .tables import group_metrics_table, per_class_table, worst_examples
+from .write import write_report
 
 
 def class_report(gold_ids, pred_ids, labels, out_dir, title: str) -> list[str]:
@@ -14,4 +15,4 @@ def class_report(gold_ids, pred_ids, labels, out_dir, title: str) -> list[str]:
 
 
 __all__ = ["scatter_plot", "confusion_matrix_plot", "group_metrics_table", "per_class_table", "worst_examples",
-           "class_report"]
+           "class_report", "write_report"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from ..cli import Command
+from ..commands import Command
 from ..errors import KluekitError
 from .settings import ServeSettings
 
@@ -19,7 +19,8 @@ class _Stop(Exception):
 
 def check_inputs(settings: ServeSettings) -> None:
     """Cheap checks before anything loads, so a typo is one clear line rather than a failed startup."""
-    from ..modeling import check_model_path, read_run_info
+    from ..modeling import check_model_path
+    from ..rundir import RunDir
     from ..onnxrun import check_runtime, require_onnxruntime
 
     check_model_path(settings.model)
@@ -35,9 +36,9 @@ def check_inputs(settings: ServeSettings) -> None:
     if settings.cross_encoder:
         if not Path(settings.cross_encoder).is_dir():
             raise KluekitError(f"--cross-encoder: no such directory {settings.cross_encoder!r}")
-        info = read_run_info(settings.cross_encoder)
-        if info.get("task") != "sts":
-            raise KluekitError(f"--cross-encoder: {settings.cross_encoder} is a {info.get('task')!r} run; "
+        task = RunDir.open(settings.cross_encoder).task_name
+        if task != "sts":
+            raise KluekitError(f"--cross-encoder: {settings.cross_encoder} is a {task!r} run; "
                                "it must be a 'kluekit train sts' run directory")
     if not 1 <= settings.port <= 65535:
         raise KluekitError(f"--port: {settings.port} is not a port number (1-65535)")

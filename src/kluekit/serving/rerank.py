@@ -18,26 +18,23 @@ class CrossEncoderScorer:
     """
 
     def __init__(self, run_dir: str, max_length: int = 0, batch_size: int = 64, runtime: str = "torch"):
-        from ..modeling import read_run_info, run_task
-        from ..inference import load_predictor
+        from ..predictor import Predictor
+        from ..rundir import RunDir
 
         if not Path(run_dir).is_dir():
             raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
-        info = read_run_info(run_dir)
-        task = run_task(info)
-        if task.name != "sts":
-            raise KluekitError(f"--cross-encoder: {run_dir} was trained for {task.name!r}; "
+        trained_for = RunDir.open(run_dir).task_name
+        if trained_for != "sts":
+            raise KluekitError(f"--cross-encoder: {run_dir} was trained for {trained_for!r}; "
                                "it must be a 'kluekit train sts' run")
-        self.tokenizer, self.model, self.device, _ = load_predictor(task, run_dir, "fp32", runtime)
-        self.task, self.run_dir, self.batch_size = task, str(run_dir), batch_size
-        self.max_length = max_length or int(info.get("train_config", {}).get("max_length") or 128)
+        self.predictor = Predictor(run_dir, "sts", precision="fp32", runtime=runtime, batch_size=batch_size,
+                                   progress=False)
+        self.predictor.max_length = max_length or self.predictor.max_length
+        self.tokenizer, self.model, self.device, _ = self.predictor.load()
+        self.run_dir = str(run_dir)
 
     def __call__(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """STS scores (float64, clipped to 0-5), one per pair, in order."""
-        from ..inference import predict_logits
-
         frame = pd.DataFrame({"sentence1": [a for a, _ in pairs], "sentence2": [b for _, b in pairs],
                               "label": np.nan})
-        features = self.task.encode(frame, self.tokenizer, self.max_length)
-        logits = predict_logits(self.model, self.tokenizer, features, self.batch_size, self.device, progress=False)
-        return self.task.outputs(logits, features)
+        return self.predictor.predict(frame)

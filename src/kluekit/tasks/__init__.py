@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import KluekitError
 from .base import Task
+from .biencoder import BiencoderTask
 from .classify import ClassifyTask
 from .ner import NERTask
 from .re import RETask
@@ -14,6 +15,7 @@ TASKS: dict[str, type[Task]] = {
     RETask.name: RETask,
     ClassifyTask.name: ClassifyTask,
     NERTask.name: NERTask,
+    BiencoderTask.name: BiencoderTask,
 }
 
 

@@ -1,16 +1,25 @@
-"""The Task contract: everything generic code needs to know about one task.
+"""The Task contract: everything generic code (engine, runner, predictor, k-fold, ensembles, ONNX, serving)
+needs to know about one kind of model. Generic code never branches on a task's name.
 
-A task is one object; the runner, CLI and reports never branch on a task's name.
-Adding a task = one module defining a ``Task`` subclass + one line in ``tasks/__init__.py``.
+Adding a task = one module defining a ``Task`` subclass + one line in ``tasks/__init__.py`` (see
+docs/architecture.md). What a task says, in the order a run uses it (``model_dir``: any local encoder)::
 
-Example (what the runner does with any task)::
-
-    task = get_task("sts")
-    train = task.read("train.csv")                      # DataFrame, checked row by row
-    features = task.encode(train, tokenizer, 128)       # dict of lists, incl. "labels"
-    loss = task.loss(logits, labels)                    # scalar tensor
-    preds = task.outputs(logits)                        # numpy predictions
-    task.metrics(preds, train["label"])                 # {"pearson": ..., ...}
+    >>> import pandas as pd, torch
+    >>> from kluekit.batching import Features
+    >>> from kluekit.tasks import get_task_class
+    >>> task = get_task_class("sts")()                             # options and labels: defaults
+    >>> examples = pd.DataFrame({"sentence1": ["오늘 날씨가 좋다", "배가 고프다"],
+    ...                          "sentence2": ["날씨가 맑다", "밥을 먹고 싶다"], "label": [4.2, 1.5]})
+    >>> tokenizer, model = task.build_model(model_dir)             # a pretrained encoder + a fresh head
+    >>> features = task.encode(examples, tokenizer, max_length=32)  # dict of lists, "labels" included
+    >>> batch = task.collator(tokenizer)([Features(features)[i] for i in range(2)])  # padded tensors
+    >>> outputs = task.forward(model, batch)                       # the model's outputs (any fields)
+    >>> loss = task.loss(outputs, batch)                           # a scalar to backpropagate
+    >>> loss.backward()
+    >>> raw = task.batch_outputs(outputs, batch)                   # numpy, one row per example
+    >>> preds = task.outputs(raw, features)                        # predictions ensembles can average
+    >>> sorted(task.metrics(preds, task.gold(examples)))
+    ['f1', 'mse', 'pearson', 'spearman']
 """
 
 from __future__ import annotations
@@ -32,15 +41,18 @@ class TaskOptions:
 
 
 class Task:
-    """Base class; subclasses set the class attributes and implement the methods."""
+    """Base class. Subclasses set the class attributes and implement ``read``, ``encode``, ``loss``,
+    ``outputs``, ``gold``, ``metrics`` and ``write_predictions``; the other methods have defaults that suit a
+    transformers sequence-classification model (one output row per example)."""
 
     name: str = ""
-    head: str = "sequence"  # regression | sequence | token
     primary_metric: str = ""
     greater_is_better: bool = True
     Options = TaskOptions
-    special_tokens: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("auto",)  # values of --format that ``read`` accepts
+    special_tokens: tuple[str, ...] = ()  # added to the tokenizer (embeddings resized)
     fills_sample_submission: bool = True  # write_predictions can fill a sample submission's target column
+    onnx_output: str = "logits"           # the model output an ONNX export returns
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()
@@ -50,21 +62,13 @@ class Task:
         """Ordered label names (empty for regression)."""
         return []
 
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.head == "regression" else len(self.labels)
-
-    def model_class(self):
-        """A class with ``from_pretrained``/``save_pretrained`` for this task's model, or None for the
-        transformers Auto class of ``head`` (e.g. RE's entity-pooling classifier)."""
-        return None
-
+    # ---- data -------------------------------------------------------------------------------------------
     def read(self, path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFrame:
         """Read and check a file into a DataFrame of examples (``_row`` kept for errors)."""
         raise NotImplementedError
 
     def fit(self, train_examples: pd.DataFrame) -> None:
-        """Learn what training needs from the training set before the first step (e.g. class weights)."""
+        """Learn what training needs from the training set before the first step (labels, class weights)."""
 
     def augment(self, examples: pd.DataFrame) -> pd.DataFrame:
         """Extra training examples made from the training set (default: none)."""
@@ -75,23 +79,84 @@ class Task:
         ``_`` are for the task's own use in ``outputs`` and never reach the model."""
         raise NotImplementedError
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Training loss of one batch."""
-        raise NotImplementedError
-
-    def outputs(self, logits: np.ndarray, features: dict[str, list] | None = None) -> np.ndarray:
-        """Predictions from raw logits (scores for regression, probabilities for classification).
-
-        ``features`` are what ``encode`` returned for these examples (NER maps token probabilities back
-        to characters through the offsets it keeps there under a ``_``-prefixed key)."""
-        raise NotImplementedError
-
     def strata(self, examples: pd.DataFrame) -> np.ndarray | None:
         """Class ids that k-fold splits keep in proportion (stratified), or None for plain k-fold."""
         return None
 
     def gold(self, examples: pd.DataFrame) -> np.ndarray:
         """Gold values of labelled examples, in the form ``metrics`` takes."""
+        raise NotImplementedError
+
+    # ---- model ------------------------------------------------------------------------------------------
+    def model_class(self):
+        """A class with ``from_pretrained``/``save_pretrained`` for this task's model (any head)."""
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def model_config(self) -> dict:
+        """Config overrides for a fresh head: the label count and names (saved as id2label/label2id)."""
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)}}
+
+    def build_model(self, name: str):
+        """(tokenizer, model): the pretrained ``name`` with this task's fresh head and special tokens."""
+        from ..modeling import load_pretrained
+
+        return load_pretrained(name, self.model_class(), self.model_config(), self.special_tokens)
+
+    def load_model(self, run_dir, device):
+        """(tokenizer, model in eval mode on ``device``) saved in a run directory by ``save_model``."""
+        from ..modeling import load_saved
+
+        return load_saved(run_dir, self.model_class(), device)
+
+    def save_model(self, model, tokenizer, folder) -> None:
+        """Write the trained model and tokenizer into ``folder`` (``load_model`` reads them back)."""
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    def max_length(self, model, max_length: int) -> int:
+        """The token limit inputs are encoded with (``--max-length``, never past the model's positions)."""
+        return max_length
+
+    def stages(self, cfg, tokenizer, model, max_length: int) -> list:
+        """Training stages (``engine.Stage``) run before the main one, e.g. the bi-encoder's NLI stage."""
+        return []
+
+    def data_record(self) -> dict:
+        """What the run record (kluekit.json) should add about inputs the task read itself (e.g. NLI files)."""
+        return {}
+
+    # ---- batches ----------------------------------------------------------------------------------------
+    def collator(self, tokenizer, pad_to_multiple_of: int | None = None):
+        """A function from a list of ``encode`` items to a batch of padded tensors."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def forward(self, model, batch: dict):
+        """The model's outputs for a batch (everything but the labels goes in)."""
+        return model(**{k: v for k, v in batch.items() if k != "labels"})
+
+    def loss(self, outputs, batch: dict) -> torch.Tensor:
+        """Training loss of one batch, from the model's outputs and the batch (labels included)."""
+        raise NotImplementedError
+
+    def batch_outputs(self, outputs, batch: dict):
+        """Raw per-example outputs of a batch as float32 numpy: an (n, C) array of logits, or for a
+        per-token output a list of n (tokens, C) arrays with the padding cut off."""
+        logits = getattr(outputs, self.onnx_output).float().cpu().numpy()
+        if logits.ndim == 3:
+            masks = batch["attention_mask"].bool().cpu().numpy()
+            return [row[mask] for row, mask in zip(logits, masks)]
+        return logits
+
+    # ---- predictions ------------------------------------------------------------------------------------
+    def outputs(self, raw, features: dict[str, list] | None = None) -> np.ndarray:
+        """Predictions from the raw outputs of every example (in input order): what k-fold and ensembles
+        average (scores for regression, probabilities for classification). ``features`` are what
+        ``encode`` returned (NER maps token probabilities back to characters through them)."""
         raise NotImplementedError
 
     def metrics(self, preds: np.ndarray, gold: np.ndarray) -> dict[str, float]:
@@ -109,6 +174,13 @@ class Task:
     def report(self, preds: np.ndarray, examples: pd.DataFrame, out_dir, worst: int = 30) -> list[str]:
         """Write analysis files (plots, tables) for a labelled set; return printable summary lines."""
         return []
+
+    # ---- export -----------------------------------------------------------------------------------------
+    def sample_inputs(self, tokenizer) -> dict[str, torch.Tensor]:
+        """A small padded batch of the model's inputs, for the ONNX exporter to trace (inputs named in
+        ``tokenizer.model_input_names`` get dynamic batch and sequence axes, others a dynamic batch axis)."""
+        return dict(tokenizer(["예시 문장입니다", "짧은"], ["두 번째 문장도 있습니다", "쌍"], padding=True,
+                              return_tensors="pt"))
 
 
 def softmax(logits) -> np.ndarray:

@@ -51,7 +51,6 @@ class ClassifyTask(Task):
     """Text classification (topic, sentiment, NLI): accuracy and macro-F1 x100."""
 
     name = "classify"
-    head = "sequence"
     formats = ("auto", "csv", "tsv", "json")
     Options = ClassifyOptions
 
@@ -92,11 +91,11 @@ class ClassifyTask(Task):
             features["labels"] = self.gold(examples).tolist()
         return features
 
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.options.label_smoothing)
+    def loss(self, outputs, batch):
+        return F.cross_entropy(outputs.logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
-    def outputs(self, logits, features=None):
-        return softmax(logits)
+    def outputs(self, raw, features=None):
+        return softmax(raw)
 
     def strata(self, examples):
         return self.gold(examples)

@@ -35,7 +35,6 @@ class NERTask(Task):
     """Named entity recognition (KLUE-NER, character-level BIO tags): entity and character macro F1 x100."""
 
     name = "ner"
-    head = "token"
     primary_metric = "entity_f1"
     formats = ("auto", "klue", "text")
     Options = NEROptions
@@ -84,15 +83,25 @@ class NERTask(Task):
             features["labels"] = [token_labels(spans, ids) for spans, ids in zip(offsets, self.tag_ids(examples))]
         return features
 
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+    def model_class(self):
+        from transformers import AutoModelForTokenClassification
 
-    def outputs(self, logits, features=None):
+        return AutoModelForTokenClassification
+
+    def collator(self, tokenizer, pad_to_multiple_of=None):
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def loss(self, outputs, batch):
+        return F.cross_entropy(outputs.logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+
+    def outputs(self, raw, features=None):
         """Per-character probabilities: an object array of (characters, C) arrays, one per sentence."""
         if features is None:
             raise KluekitError("ner outputs need the encoded features (character offsets)")
         probs = [char_probs(softmax(row), spans, chars, self.labels)
-                 for row, spans, chars in zip(logits, features["_offsets"], features["_chars"])]
+                 for row, spans, chars in zip(raw, features["_offsets"], features["_chars"])]
         return ragged(probs)
 
     def gold(self, examples):

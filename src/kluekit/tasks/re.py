@@ -50,7 +50,6 @@ class RETask(Task):
     """KLUE-RE: micro-F1 x100 without no_relation (primary) and AUPRC x100."""
 
     name = "re"
-    head = "sequence"
     primary_metric = "micro_f1"
     Options = REOptions
     formats = FORMATS
@@ -69,7 +68,7 @@ class RETask(Task):
     def model_class(self):
         from ..heads import EntityPairClassifier
 
-        return EntityPairClassifier if self.options.pooling == "entity" else None
+        return EntityPairClassifier if self.options.pooling == "entity" else super().model_class()
 
     def default_labels(self):
         return load_label_map(self.options.label_map) if self.options.label_map else list(COMPETITION_LABELS)
@@ -102,11 +101,19 @@ class RETask(Task):
             features["labels"] = examples["label_id"].astype(int).tolist()
         return features
 
-    def loss(self, logits, labels):
+    def sample_inputs(self, tokenizer):
+        import torch
+
+        inputs = super().sample_inputs(tokenizer)
+        if self.options.pooling == "entity":
+            inputs["entity_positions"] = torch.tensor([[1, 2], [2, 1]])
+        return inputs
+
+    def loss(self, outputs, batch):
         import torch
         import torch.nn.functional as F
 
-        logits = logits.float()
+        logits, labels = outputs.logits.float(), batch["labels"]
         weight = None
         if self.options.loss == "weighted_ce" and self.class_weights is not None:
             weight = torch.as_tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
@@ -115,8 +122,8 @@ class RETask(Task):
         log_p = F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
         return (-(1 - log_p.exp()) ** self.options.focal_gamma * log_p).mean()
 
-    def outputs(self, logits, features=None):
-        return softmax(logits)
+    def outputs(self, raw, features=None):
+        return softmax(raw)
 
     def strata(self, examples):
         return self.gold(examples)

@@ -20,17 +20,21 @@ from .base import Task, TaskOptions
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 
 
+def swap_augment_option():
+    """``--swap-augment``, declared once for every pair task."""
+    return opt(False, "also train on every pair with its sentences swapped")
+
+
 @dataclass
 class STSOptions(TaskOptions):
     loss: str = opt("mse", "regression loss", choices=list(LOSSES))
-    swap_augment: bool = opt(False, "also train on every pair with its sentences swapped")
+    swap_augment: bool = swap_augment_option()
 
 
 class STSTask(Task):
     """KLUE-STS: Pearson x100 (primary) and F1 x100 at 3.0."""
 
     name = "sts"
-    head = "regression"
     primary_metric = "pearson"
     Options = STSOptions
     formats = FORMATS
@@ -54,11 +58,14 @@ class STSTask(Task):
             features["labels"] = examples["label"].astype(np.float32).tolist()
         return features
 
-    def loss(self, logits, labels):
-        return LOSSES[self.options.loss](logits.squeeze(-1).float(), labels.float())
+    def model_config(self):
+        return {"num_labels": 1, "problem_type": "regression"}
 
-    def outputs(self, logits, features=None):
-        return np.clip(np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0], 0.0, 5.0)
+    def loss(self, outputs, batch):
+        return LOSSES[self.options.loss](outputs.logits.squeeze(-1).float(), batch["labels"].float())
+
+    def outputs(self, raw, features=None):
+        return np.clip(np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0], 0.0, 5.0)
 
     def gold(self, examples):
         return examples["label"].to_numpy(dtype=np.float64)

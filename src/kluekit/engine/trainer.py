@@ -1,0 +1,227 @@
+"""The one training loop: every model kind (cross-encoders, the bi-encoder, language models) trains here.
+
+``Trainer`` owns the loop, gradient accumulation, mixed precision, CUDA graphs, DDP through accelerate,
+evaluation every epoch or N steps, best-model keeping, exact resume, progress with ETA, TensorBoard and the
+throughput / peak-memory record. What differs between model kinds comes from the task (``tasks/base.py``):
+``forward(model, batch)`` and ``loss(outputs, batch)``; the data comes as a ``TrainData``::
+
+    data = TrainData(Features(features), plan=lambda epoch, rank, world: batches, collate=collator, pad_id=0)
+    result = Trainer(model, task, data, cfg, run_dir, evaluator=evaluator, save_best=save).fit()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..inference import resolve_precision
+from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .graphs import BucketPadding, GraphedSteps
+from .optim import make_optimizer, make_scheduler, warmup_steps
+
+log = logging.getLogger("kluekit")
+
+
+@dataclass
+class TrainData:
+    """What one training stage iterates: ``dataset[i]`` is one example's features, ``plan(epoch, rank, world)``
+    the batches (lists of indices) of an epoch for one process, ``collate`` makes a batch of tensors,
+    ``pad_id`` pads token ids when batches are padded to CUDA-graph buckets."""
+
+    dataset: torch.utils.data.Dataset
+    plan: Callable[[int, int, int], list[list[int]]]
+    collate: Callable[[list[dict]], dict]
+    pad_id: int = 0
+
+
+def use_cuda_graphs(cfg, device_type: str, precision: str) -> bool:
+    """CUDA graphs where they are safe: one CUDA process (DDP's gradient hooks are not captured), fp32 or bf16
+    (fp16's loss scaling stays with accelerate)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return cfg.cuda_graphs and device_type == "cuda" and world == 1 and precision in ("fp32", "bf16")
+
+
+class Trainer:
+    """Trains ``model`` through one stage and returns its record (``fit``).
+
+    ``step`` gives ``forward`` and ``loss`` (a Task); ``cfg`` the run options (epochs, batch size, rates,
+    precision, ...). ``evaluator(model) -> (metrics, outputs)`` (with ``primary`` and ``greater_is_better``)
+    scores the dev data; ``save_best(model)`` keeps the best model (every evaluation's model without an
+    evaluator; never with ``keep_best=False``). ``stage`` names the stage in checkpoints and logs; ``carry``
+    is recorded with every checkpoint (results of earlier stages).
+    """
+
+    def __init__(self, model, step, data: TrainData, cfg, run_dir, evaluator=None, save_best=None,
+                 stage: str = "train", keep_best: bool = True, carry: dict | None = None):
+        from accelerate import Accelerator
+
+        self.step, self.data, self.cfg, self.run_dir = step, data, cfg, Path(run_dir)
+        self.evaluator, self.save_best, self.stage, self.keep_best = evaluator, save_best, stage, keep_best
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+        self.precision = resolve_precision(cfg.precision, torch.device(device_type))
+        self.graphs = use_cuda_graphs(cfg, device_type, self.precision)
+        # with graphs, autocast runs inside the captured step (GraphedSteps), not around the model
+        self.accelerator = Accelerator(mixed_precision="no" if self.graphs or self.precision == "fp32" else self.precision,
+                                       cpu=device_type == "cpu")
+        self.main = self.accelerator.is_main_process
+        acc = self.accelerator
+        self.per_epoch = math.ceil(len(data.plan(0, acc.process_index, acc.num_processes)) / cfg.grad_accum)
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.per_epoch))
+        self.warmup = warmup_steps(cfg.warmup, self.total_steps)
+        optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, fused=device_type == "cuda")
+        self.scheduler = make_scheduler(optimizer, cfg.scheduler, self.warmup, self.total_steps)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.collate = BucketPadding(data.collate, data.pad_id) if self.graphs else data.collate
+        self.graphed = GraphedSteps(self.model, step.forward, step.loss, cfg.batch_size, self.precision,
+                                    cfg.grad_accum) if self.graphs else None
+        self.state = {"stage": stage, "global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
+                      "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "carry": carry or {}}
+        self.best_outputs = None  # the evaluator's outputs for the kept model (not saved in checkpoints)
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def parts(self) -> dict:
+        return {"model": self.unwrapped, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "scaler": self.accelerator.scaler}
+
+    def resume(self) -> bool:
+        """Continue from the run's checkpoint if it belongs to this stage; True if it did."""
+        folder = find_checkpoint(self.run_dir)
+        if folder is None:
+            return False
+        import json
+
+        if json.loads((folder / "progress.json").read_text(encoding="utf-8")).get("stage", self.stage) != self.stage:
+            return False
+        self.state = load_checkpoint(folder, self.parts(), self.accelerator.process_index, self.accelerator.device)
+        log.info("%s: resumed from step %d (epoch %d, batch %d)", self.stage, self.state["global_step"],
+                 self.state["epoch"], self.state["batch"])
+        return True
+
+    def fit(self) -> dict:
+        """Train to ``total_steps``, evaluating (and checkpointing) every epoch or ``cfg.eval_steps``."""
+        cfg, acc, state = self.cfg, self.accelerator, self.state
+        writer = None
+        if self.main and getattr(cfg, "tensorboard", True):
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "logs"))
+        progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=not self.main, unit="step",
+                        desc=self.stage, dynamic_ncols=True)
+        self.model.train()
+        while state["global_step"] < self.total_steps:
+            batches = self.data.plan(state["epoch"], acc.process_index, acc.num_processes)
+            # a generator of its own: creating the iterator must not draw from torch's global one (dropout)
+            loader = torch.utils.data.DataLoader(self.data.dataset, batch_sampler=batches[state["batch"]:],
+                                                 collate_fn=self.collate, num_workers=getattr(cfg, "num_workers", 0),
+                                                 pin_memory=acc.device.type == "cuda", generator=torch.Generator())
+            started = time.perf_counter()
+            for index, batch in enumerate(loader, state["batch"]):
+                update = (index + 1) % cfg.grad_accum == 0 or index + 1 == len(batches)
+                loss = self.train_step({k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}, update)
+                state["train_examples_seen"] += len(batches[index]) * acc.num_processes
+                if not update:
+                    continue
+                self.optimizer_step()
+                state["global_step"] += 1
+                progress.update(1)
+                if state["global_step"] % 10 == 0:
+                    self.log_step(writer, progress, loss.item())
+                epoch_done = index + 1 == len(batches)
+                state["epoch"], state["batch"] = (state["epoch"] + 1, 0) if epoch_done else (state["epoch"], index + 1)
+                at_end = state["global_step"] >= self.total_steps
+                if at_end or (cfg.eval_steps and state["global_step"] % cfg.eval_steps == 0) or \
+                        (epoch_done and not cfg.eval_steps):
+                    state["train_seconds"] += self.elapsed(started)
+                    self.evaluate(writer)
+                    if not at_end:
+                        save_checkpoint(self.run_dir, self.parts(), state, acc.process_index, self.main,
+                                        acc.wait_for_everyone)
+                    started = time.perf_counter()
+                if at_end:
+                    break
+            state["train_seconds"] += self.elapsed(started)
+        progress.close()
+        if writer:
+            writer.close()
+        return self.record()
+
+    def train_step(self, batch: dict, update: bool) -> torch.Tensor:
+        """Forward, loss and backward of one batch (gradients summed over ``grad_accum`` batches)."""
+        acc = self.accelerator
+        sync = contextlib.nullcontext() if update or acc.num_processes == 1 else acc.no_sync(self.model)
+        with sync:
+            if self.graphed is not None:
+                return self.graphed(batch)
+            with acc.autocast():
+                outputs = self.step.forward(self.model, batch)
+            loss = self.step.loss(outputs, batch)
+            acc.backward(loss / self.cfg.grad_accum)
+            return loss.detach()
+
+    def optimizer_step(self) -> None:
+        if self.cfg.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=self.graphed is None)  # graphs accumulate into kept .grad tensors
+
+    def elapsed(self, started: float) -> float:
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.synchronize()  # count the queued GPU work as training time
+        return time.perf_counter() - started
+
+    def log_step(self, writer, progress, loss: float) -> None:
+        lr = self.scheduler.get_last_lr()[0]
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        if writer:
+            writer.add_scalar(f"{self.stage}/loss", loss, self.state["global_step"])
+            writer.add_scalar(f"{self.stage}/lr", lr, self.state["global_step"])
+
+    def evaluate(self, writer) -> None:
+        """Score the dev data (if any), record it, and keep the model if it is the best so far."""
+        state, better = self.state, self.keep_best
+        if self.evaluator is not None:
+            metrics, outputs = self.evaluator(self.unwrapped)
+            self.model.train()
+            key, best = self.evaluator.primary, state["best"]
+            better = self.keep_best and (best is None or (metrics[key] > best[key]) == self.evaluator.greater_is_better)
+            state["history"].append({"step": state["global_step"], "epoch": round(state["global_step"] / self.per_epoch, 3),
+                                     **({"stage": self.stage} if not self.keep_best else {}), **metrics})
+            if writer:
+                for name, value in metrics.items():
+                    writer.add_scalar(f"dev/{name}", value, state["global_step"])
+            log.info("%s step %d dev: %s%s", self.stage, state["global_step"],
+                     " ".join(f"{k}={v:.2f}" for k, v in metrics.items()), " (best)" if better else "")
+            if better:
+                state["best"], state["best_step"], self.best_outputs = metrics, state["global_step"], outputs
+        if better and self.main and self.save_best is not None:
+            self.save_best(self.unwrapped)
+        self.accelerator.wait_for_everyone()
+
+    def record(self) -> dict:
+        """The stage's record: best dev metrics and step, every evaluation, throughput, peak GPU memory."""
+        state = self.state
+        result = {"best": state["best"], "best_step": state["best_step"], "steps": state["global_step"],
+                  "history": state["history"], "train_seconds": round(state["train_seconds"], 3),
+                  "train_examples_seen": state["train_examples_seen"],
+                  "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
+                  "total_steps": self.total_steps, "warmup_steps": self.warmup, "precision": self.precision,
+                  "cuda_graphs": self.graphs}
+        if torch.cuda.is_available():
+            result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        if self.graphed is not None:
+            result.update(cuda_graph_shapes=len(self.graphed.graphs), cuda_graphs_failed=self.graphed.failed)
+            self.graphed.graphs.clear()  # free the graphs' memory pools before the next stage
+        return result

@@ -1,0 +1,69 @@
+"""One predictor: a trained run loaded once, predicting examples or files for any task.
+
+Used by ``predict``, ``evaluate``, ``ensemble`` and the API's reranker::
+
+    predictor = Predictor("runs/sts1", expected="sts")          # refuses a run trained for another task
+    examples = predictor.read("test.csv", require_labels=False)  # the task's reader and checks
+    preds = predictor.predict(examples)                          # task.outputs, in input order
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+
+from .inference import default_batch_size, predict_raw, resolve_device, resolve_precision
+from .onnxrun import check_runtime
+from .rundir import RunDir
+
+log = logging.getLogger("kluekit")
+
+
+class Predictor:
+    """A run directory's task and model. ``runtime``: torch, or ONNX Runtime on the CPU (``onnx``,
+    ``onnx-int8``); ``batch_size`` 0: ``default_batch_size``. The model is loaded on first use, so input
+    checks come first; ``seconds`` adds up the time spent predicting."""
+
+    def __init__(self, run_dir, expected: str | None = None, verb: str = "predict", precision: str = "auto",
+                 runtime: str = "torch", batch_size: int = 0, progress: bool = True):
+        check_runtime(runtime, precision)
+        self.run = RunDir.open(run_dir)
+        self.task = self.run.task(expected, verb)
+        self.precision, self.runtime, self.batch_size, self.progress = precision, runtime, batch_size, progress
+        self.max_length = self.run.max_length
+        self.seconds = 0.0
+        self._loaded = None
+
+    def load(self):
+        """(tokenizer, model, device, precision), loaded once."""
+        if self._loaded is None:
+            if self.runtime != "torch":
+                import torch
+
+                from .onnxrun import load_onnx_run_model
+
+                tokenizer, model = load_onnx_run_model(self.run.path, self.task, self.runtime)
+                self._loaded = (tokenizer, model, torch.device("cpu"), "fp32")
+            else:
+                device = resolve_device()
+                tokenizer, model = self.task.load_model(self.run.path, device)
+                self._loaded = (tokenizer, model, device, resolve_precision(self.precision, device))
+        return self._loaded
+
+    def read(self, path, fmt: str = "auto", require_labels: bool = False) -> pd.DataFrame:
+        return self.task.read(path, fmt, require_labels=require_labels)
+
+    def predict(self, examples: pd.DataFrame):
+        """The task's predictions for ``examples`` (read by this task), in their order."""
+        tokenizer, model, device, precision = self.load()
+        features = self.task.encode(examples, tokenizer, self.max_length)
+        started = time.perf_counter()
+        raw = predict_raw(self.task, model, tokenizer, features, self.batch_size or default_batch_size(device), device,
+                          precision, progress=self.progress)
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        (log.info if self.progress else log.debug)("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
+                 len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
+        return self.task.outputs(raw, features)
