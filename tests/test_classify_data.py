@@ -257,6 +257,7 @@ def test_label_files_in_three_forms(tmp_path):
     assert read_label_file(write(tmp_path, "c.json", '{"1": "긍정", "0": "부정"}')) == ["부정", "긍정"]  # id2label
     assert read_label_file(write(tmp_path, "labels.txt", "\n 세계 \r\n\n스포츠\n정치\n")) == ["세계", "스포츠", "정치"]
     assert read_label_file(write(tmp_path, "d.json", "[0, 1]")) == ["0", "1"]
+    assert read_label_file(write(tmp_path, "r.json", '{"relations": ["b", "a"]}')) == ["b", "a"]  # KLUE's form
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -265,6 +266,7 @@ def test_label_files_in_three_forms(tmp_path):
     ("gap.json", '{"a": 0, "b": 2}', "1: label ids must be 0..1 without gaps: no label has id 1 (ids given: 0, 2)"),
     ("start.json", '{"a": 1, "b": 2}', "1: label ids must be 0..1 without gaps: no label has id 0 (ids given: 1, 2)"),
     ("same-id.json", '{"a": 0, "b": 0}', "2: id 0 is given to both 'a' and 'b'"),
+    ("same-key.json", '{"a": 0, "a": 1}', "2: duplicate label 'a' (first at row 1)"),  # not silently the last
     ("float-id.json", '{"a": 0, "b": 1.0}', "2: id 1.0 of label 'b' is not an integer"),
     ("empty-name.json", '["a", " "]', "2: label ' ' is not a non-empty name"),
     ("null-name.json", '["a", null]', "2: label None is not a non-empty name"),
@@ -327,12 +329,12 @@ def test_tsv_with_a_quoted_tab_falls_back_to_csv_quoting(tmp_path):
     assert frame["_row"].tolist() == [2, 3, 5]
 
 
-def test_tsv_quoted_cell_spanning_lines_counts_as_one_row(tmp_path):
-    # documented: after a quoted cell that spans lines, rows count as one line each
+def test_tsv_quoted_cell_spanning_lines_rows_are_start_lines(tmp_path):
+    # a row's number is the line where it starts, past the lines of an earlier multi-line cell
     path = write(tmp_path, "x.tsv", 'label\ttext\n정치\t"둘째\t줄\n이어짐"\n경제\t다음\n')
     frame = read_table(path)
     assert frame["text"].tolist() == ["둘째\t줄\n이어짐", "다음"]
-    assert frame["_row"].tolist() == [2, 3]
+    assert frame["_row"].tolist() == [2, 4]
 
 
 def test_tsv_with_bare_quotes_is_read_without_quoting(tmp_path):

@@ -58,12 +58,13 @@ def raw_dev_pearson(run, dev_path) -> float:
     """Pearson x100 of the model's raw (unclipped) outputs on dev: clipping can hide an untrained model."""
     import torch
 
-    from kluekit.inference import predict_logits
-    from kluekit.modeling import load_run
+    from kluekit.inference import predict_raw
+    from kluekit.predictor import Predictor
 
-    task, tokenizer, model, _ = load_run(run, torch.device("cpu"))
+    predictor = Predictor(run, "sts", progress=False)
+    task, (tokenizer, model, device, _) = predictor.task, predictor.load()
     dev = task.read(dev_path)
-    logits = predict_logits(model, tokenizer, task.encode(dev, tokenizer, 64), 256, torch.device("cpu"), progress=False)
+    logits = predict_raw(task, model, tokenizer, task.encode(dev, tokenizer, 64), 256, device, progress=False)
     return sts_metrics(logits[:, 0], dev["label"])["pearson"]
 
 
@@ -169,11 +170,11 @@ def test_resume_continues_a_killed_run_to_the_same_result(tiny_model, small_file
     calls = {"n": 0}
     real_loss = STSTask.loss
 
-    def dies_at_step_30(self, logits, labels):
+    def dies_at_step_30(self, outputs, batch):
         calls["n"] += 1
         if calls["n"] > 30:
             raise KeyboardInterrupt  # as if killed after the step-20 checkpoint
-        return real_loss(self, logits, labels)
+        return real_loss(self, outputs, batch)
 
     monkeypatch.setattr(STSTask, "loss", dies_at_step_30)
     assert cli.main(["train", "sts", "--model", str(tiny_model), "--train", str(small_files[0]), "--dev",

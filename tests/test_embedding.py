@@ -198,37 +198,58 @@ def sts_files(tmp_path_factory, sts_train_csv):
     return folder
 
 
+def dev_spearman(model_dir, dev_path) -> float:
+    """Spearman x100 of 5 x cosine on an STS file, for any encoder (a run, or the untrained tiny model)."""
+    import torch
+
+    from kluekit.inference import predict_raw
+    from kluekit.tasks.biencoder import BiencoderTask
+
+    task = BiencoderTask()
+    tokenizer, model = task.load_model(model_dir, torch.device("cpu"))
+    dev = task.read(dev_path)
+    features = task.encode(dev, tokenizer, 128)
+    raw = predict_raw(task, model, tokenizer, features, 64, torch.device("cpu"), progress=False)
+    return task.metrics(task.outputs(raw), task.gold(dev))["spearman"]
+
+
 def test_train_biencoder_learns_and_saves_a_sentence_transformer(tiny_model, sts_files, tmp_path):
     from sentence_transformers import SentenceTransformer
-
-    from kluekit.embedding.training import evaluate, read_dev_sets
 
     run_dir = tmp_path / "run"
     result = kluekit("train", "biencoder", "--model", tiny_model, "--train", sts_files / "train.csv",
                      "--train", sts_files / "korsts.tsv", "--dev", sts_files / "dev.csv", "--output-dir", run_dir,
                      "--epochs", 3, "--batch-size", 16, "--learning-rate", 1e-3, "--no-tensorboard")
     assert result.returncode == 0, result.stderr
-    assert "best dev (epoch" in result.stdout
+    assert "best dev (step" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    untrained = metrics["history"][0]["dev"]["dev.csv"]["spearman"]
-    best = metrics["best"]["dev.csv"]["spearman"]
+    untrained = dev_spearman(tiny_model, sts_files / "dev.csv")
+    best = metrics["best"]["spearman"]
     assert best > untrained + 5, (untrained, best)
+    assert best == max(h["spearman"] for h in metrics["history"]) and len(metrics["history"]) == 3
     assert metrics["steps"] == 3 * 15 and metrics["train_examples_per_s"] > 0
     info = json.loads((run_dir / "kluekit.json").read_text(encoding="utf-8"))
     assert [d["path"] for d in info["data"]["train"]] == [str(sts_files / "train.csv"), str(sts_files / "korsts.tsv")]
-    assert info["train_pairs_after_augment"] == 240 and len(info["data"]["train"][1]["sha256"]) == 64
+    assert info["train_examples_after_augment"] == 240 and len(info["data"]["train"][1]["sha256"]) == 64
+    assert [d["rows"] for d in info["data"]["train"]] == [200, 40] and info["task"] == "biencoder"
 
     loaded = SentenceTransformer(str(run_dir), device="cpu")  # plain sentence-transformers loads the run
     ours = load_biencoder(str(run_dir), device="cpu")
     np.testing.assert_allclose(loaded.encode(SENTENCES, normalize_embeddings=True), encode(ours, SENTENCES), atol=1e-5)
-    again = evaluate(loaded, read_dev_sets([str(sts_files / "dev.csv")]), 64)["dev.csv"]
-    assert again["spearman"] == pytest.approx(best, abs=1e-3)  # the saved model is the best epoch's
+    assert dev_spearman(run_dir, sts_files / "dev.csv") == pytest.approx(best, abs=1e-3)  # the best epoch's model
+    result = kluekit("evaluate", "biencoder", "--model", run_dir, "--input", sts_files / "dev.csv",
+                     "--output-dir", tmp_path / "eval")
+    assert result.returncode == 0 and f"spearman: {best:.2f}" in result.stdout
+    result = kluekit("predict", "biencoder", "--model", run_dir, "--input", sts_files / "dev.csv",
+                     "--output", tmp_path / "pred.csv")
+    predicted = pd.read_csv(tmp_path / "pred.csv")
+    assert result.returncode == 0 and len(predicted) == 200 and predicted["target"].between(0, 5).all()
 
 
 def test_train_biencoder_prompt_is_saved_as_the_default_prompt(tiny_model, sts_files, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from kluekit.embedding.training import features
+    from kluekit.tasks.biencoder import BiencoderOptions, BiencoderTask
 
     result = kluekit("train", "biencoder", "--model", tiny_model, "--train", sts_files / "korsts.tsv",
                      "--output-dir", tmp_path / "run", "--epochs", 1, "--prompt", "query: ", "--no-tensorboard")
@@ -238,8 +259,11 @@ def test_train_biencoder_prompt_is_saved_as_the_default_prompt(tiny_model, sts_f
     model = SentenceTransformer(str(tmp_path / "run"), device="cpu")
     np.testing.assert_allclose(model.encode(SENTENCES[:2]), model.encode(["query: " + s for s in SENTENCES[:2]], prompt=""),
                                atol=1e-6)
-    plain = features(model, ["query: 가나"], "cpu")["input_ids"]  # training features do not add it a second time
-    assert plain.tolist() == [model.tokenizer("query: 가나")["input_ids"]]
+    task = BiencoderTask(BiencoderOptions(prompt="query: "))
+    pair = pd.DataFrame({"sentence1": ["가나"], "sentence2": ["다라"], "label": [1.0]})
+    encoded = task.encode(pair, model.tokenizer, 128)  # the prompt goes before each sentence once
+    assert encoded["a_input_ids"] == [model.tokenizer("query: 가나")["input_ids"]]
+    assert encoded["b_input_ids"] == [model.tokenizer("query: 다라")["input_ids"]] and encoded["labels"] == [pytest.approx(0.2)]
 
 
 def test_train_biencoder_bad_input_is_one_line_and_writes_nothing(tiny_model, sts_files, tmp_path):
@@ -332,16 +356,18 @@ def test_train_biencoder_nli_stage_learns_and_is_recorded(tiny_model, sts_files,
     assert after > before + 0.05, (before, after)
 
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    assert [(h["stage"], h["epoch"]) for h in metrics["history"]] == \
-           [("untrained", 0), ("nli", 1), ("nli", 2), ("nli", 3), ("sts", 1)]
-    assert all("dev.csv" in h["dev"] for h in metrics["history"])
-    assert metrics["history"][-1]["dev"] == metrics["history"][-2]["dev"]  # STS at rate 0 changed nothing
-    assert metrics["nli"]["triplets"] == 210 and metrics["nli"]["examples_seen"] == 3 * 210
-    assert metrics["nli"]["steps"] >= 3 * 7 and metrics["steps"] == 2  # 40 KorSTS pairs, batch 32: a full and a part
+    nli = metrics["stages"]["nli"]
+    assert [(h["stage"], h["epoch"]) for h in nli["history"]] == [("nli", 1), ("nli", 2), ("nli", 3)]
+    assert [h["epoch"] for h in metrics["history"]] == [1]
+    drop = ("step", "epoch", "stage")
+    assert {k: v for k, v in metrics["history"][0].items() if k not in drop} == \
+           {k: v for k, v in nli["history"][-1].items() if k not in drop}  # STS at rate 0 changed nothing
+    assert nli["train_examples_seen"] == 3 * 210 and nli["best"] is None  # NLI epochs are scored, never kept
+    assert nli["steps"] >= 3 * 7 and metrics["steps"] == 2  # 40 KorSTS pairs, batch 32: a full and a part
     info = json.loads((run_dir / "kluekit.json").read_text(encoding="utf-8"))
-    assert [(d["path"], d["rows"], d["triplets"]) for d in info["data"]["nli"]] == [(paths[0], 450, 150), (paths[1], 180, 60)]
-    assert len(info["data"]["nli"][1]["sha256"]) == 64 and info["nli_triplets"] == 210
-    assert info["train_config"]["nli_epochs"] == 3 and info["nli_steps"]["total_steps"] == metrics["nli"]["steps"]
+    assert [(d["path"], d["rows"], d["triplets"]) for d in info["nli"]] == [(paths[0], 450, 150), (paths[1], 180, 60)]
+    assert len(info["nli"][1]["sha256"]) == 64 and info["nli_triplets"] == 210
+    assert info["task_options"]["nli_epochs"] == 3 and info["nli_steps"]["total_steps"] == nli["steps"]
 
 
 def test_train_biencoder_bad_nli_file_is_one_line_and_writes_nothing(tiny_model, sts_files, tmp_path):
@@ -414,7 +440,7 @@ def test_encode_and_search_errors_exit_2_with_one_line(tiny_biencoder, tmp_path)
 def test_list_options_from_command_line_and_config_file(tmp_path):
     from kluekit.cli import build_parser
     from kluekit.config import build
-    from kluekit.embedding.commands import TrainBiencoderOptions
+    from kluekit.config import TrainConfig as TrainBiencoderOptions  # one TrainConfig for every task
 
     args = vars(build_parser().parse_args(["train", "biencoder", "--train", "a.csv", "b.tsv", "--train", "c.json"]))
     assert args["train"] == ["a.csv", "b.tsv", "c.json"] and "dev" not in args

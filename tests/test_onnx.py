@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from kluekit import cli, onnxrun
 from kluekit.embedding.encoding import encode, load_biencoder
 from kluekit.errors import KluekitError
-from kluekit.inference import load_predictor, predict_logits
-from kluekit.modeling import read_run_info, run_task
+from kluekit.inference import predict_raw
+from kluekit.predictor import Predictor
+from kluekit.rundir import RunDir
 from kluekit.serving import ServeSettings
 from kluekit.serving.app import create_app
 
@@ -48,15 +49,14 @@ def dev_slice(tmp_path_factory, sts_dev_json):
 
 
 def logits_of(run, examples, runtime):
-    task = run_task(read_run_info(run))
-    tokenizer, model, device, precision = load_predictor(task, run, "auto", runtime)
-    features = task.encode(examples, tokenizer, 64)
-    return predict_logits(model, tokenizer, features, 32, device, precision, progress=False)
+    predictor = Predictor(run, "sts", runtime=runtime, progress=False)
+    tokenizer, model, device, precision = predictor.load()
+    features = predictor.task.encode(examples, tokenizer, 64)
+    return predict_raw(predictor.task, model, tokenizer, features, 32, device, precision, progress=False)
 
 
 def test_onnx_logits_equal_torch_and_int8_stays_close(sts_run, dev_slice):
-    task = run_task(read_run_info(sts_run))
-    examples = task.read(dev_slice)
+    examples = RunDir.open(sts_run).task().read(dev_slice)
     torch_logits = logits_of(sts_run, examples, "torch")[:, 0]
     onnx_logits = logits_of(sts_run, examples, "onnx")[:, 0]
     int8_logits = logits_of(sts_run, examples, "onnx-int8")[:, 0]
@@ -84,12 +84,11 @@ def test_predict_and_evaluate_with_onnx_write_what_torch_writes(sts_run, dev_sli
 
 
 def test_the_export_is_reused_until_the_weights_change(sts_run, dev_slice, monkeypatch):
-    task = run_task(read_run_info(sts_run))
-    examples = task.read(dev_slice)
+    examples = RunDir.open(sts_run).task().read(dev_slice)
     before = logits_of(sts_run, examples, "onnx")  # exported by an earlier test, or now
     calls, graph = [], (sts_run / "onnx" / "model.onnx").read_bytes()
     # counts exports, and writes the same graph again rather than spending seconds on a real export
-    monkeypatch.setattr(onnxrun, "export_onnx", lambda *args: calls.append(args) or args[-1].write_bytes(graph))
+    monkeypatch.setattr(onnxrun, "export_onnx", lambda *args, **kw: calls.append(args) or args[3].write_bytes(graph))
     assert np.array_equal(logits_of(sts_run, examples, "onnx"), before) and calls == []
     weights = sts_run / "model.safetensors"
     newer = max(p.stat().st_mtime_ns for p in (sts_run / "onnx").iterdir()) + 1000
@@ -113,11 +112,11 @@ def test_bad_combinations_and_missing_pieces_fail_in_one_line(sts_run, dev_slice
     shutil.copytree(sts_run, copy, ignore=shutil.ignore_patterns("onnx"))
     (copy / "onnx").write_text("a file where the cache folder would go")  # as root, chmod would not stop us
     with pytest.raises(KluekitError, match=r"cannot write the ONNX export into .*readonly-run/onnx"):
-        load_predictor(run_task(read_run_info(copy)), copy, "auto", "onnx")
+        Predictor(copy, runtime="onnx").load()
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(KluekitError, match=r"pip install 'kluekit\[onnx\]'"):
-        load_predictor(run_task(read_run_info(sts_run)), sts_run, "auto", "onnx")
+        Predictor(sts_run, runtime="onnx").load()
 
 
 def test_serve_with_onnx_answers_as_with_torch(tiny_biencoder, sts_run, tmp_path):

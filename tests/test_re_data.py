@@ -401,24 +401,27 @@ def test_load_label_map_forms(tmp_path):
     shuffled = write(tmp_path, "map.json", json.dumps({"b": 1, "c": 2, "a": 0}))
     assert load_label_map(shuffled) == ["a", "b", "c"]
     assert load_label_map(write(tmp_path, "list.json", '["x", "y"]')) == ["x", "y"]
+    assert load_label_map(write(tmp_path, "ids.json", '[0, 1]')) == ["0", "1"]  # integers as names
+    assert load_label_map(write(tmp_path, "labels.txt", "no_relation\norg:members\n")) == ["no_relation", "org:members"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"a": 0, "b": 2}', "1: label ids must be 0..1; found 2"),
-    ('{"a": 1, "b": 2}', "1: label ids must be 0..1; found 2"),
-    ('{"a": 0, "b": 0}', "1: labels 'a' and 'b' have the same id 0"),
-    ('{"a": 0, "a": 1}', "1: label 'a' appears twice"),
-    ('["a", "b", "a"]', "1: label 'a' appears twice"),
-    ('{"a": "0"}', "1: the id of label 'a' is '0', not an integer"),
-    ('{"a": true}', "1: the id of label 'a' is True, not an integer"),
-    ('["a", 3]', "1: label 3 is not a non-empty text"),
-    ('["a", ""]', "1: label '' is not a non-empty text"),
-    ("[]", "1: expected a JSON object mapping label name to id 0..n-1, or a JSON list of label names"),
-    ("{}", "1: expected a JSON object mapping label name to id 0..n-1, or a JSON list of label names"),
-    ("7", "1: expected a JSON object mapping label name to id 0..n-1, or a JSON list of label names"),
+@pytest.mark.parametrize("content, message", [  # the label-file reader of data/labels.py, shared with classify
+    ('{"a": 0, "b": 2}', "1: label ids must be 0..1 without gaps: no label has id 1 (ids given: 0, 2)"),
+    ('{"a": 1, "b": 2}', "1: label ids must be 0..1 without gaps: no label has id 0 (ids given: 1, 2)"),
+    ('{"a": 0, "b": 0}', "2: id 0 is given to both 'a' and 'b'"),
+    ('{"a": 0, "a": 1}', "2: duplicate label 'a' (first at row 1)"),
+    ('["a", "b", "a"]', "3: duplicate label 'a' (first at row 1)"),
+    ('{"a": "0"}', "1: id '0' of label 'a' is not an integer"),
+    ('{"a": true}', "1: id True of label 'a' is not an integer"),
+    ('["a", 3.5]', "2: label 3.5 is not a non-empty name"),
+    ('["a", ""]', "2: label '' is not a non-empty name"),
+    ('{"relations": ["x", {"y": 1}]}', "2: label {'y': 1} is not a non-empty name"),
+    ("[]", "1: no labels in the file"),
+    ("{}", "1: no labels in the file"),
+    ("7", "1: expected a JSON list of label names or an object name -> id"),
     ('{"a": 0,\n "b": }', "2: invalid JSON: Expecting value"),
 ], ids=["gap", "from-one", "same-id", "duplicate-key", "duplicate-name", "text-id", "bool-id", "number-name",
-        "empty-name", "empty-list", "empty-object", "number", "invalid"])
+        "empty-name", "relations-object", "empty-list", "empty-object", "number", "invalid"])
 def test_load_label_map_errors(tmp_path, content, message):
     path = write(tmp_path, "labels.json", content)
     with pytest.raises(DataError) as info:

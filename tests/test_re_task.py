@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import AutoModelForSequenceClassification
 import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
@@ -36,16 +38,17 @@ def test_balanced_class_weights_match_scikit_learn():
 def test_losses():
     logits = torch.tensor([[2.0, 0.5, -1.0] + [0.0] * 27, [0.1, 3.0, 0.2] + [0.0] * 27])
     labels = torch.tensor([0, 2])
+    outputs, batch = SequenceClassifierOutput(logits=logits), {"labels": labels}  # what forward gives, the batch
     ce = F.cross_entropy(logits, labels)
-    assert task(loss="ce").loss(logits, labels) == pytest.approx(ce.item())
-    assert task(loss="focal", focal_gamma=0.0).loss(logits, labels).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert task(loss="ce").loss(outputs, batch) == pytest.approx(ce.item())
+    assert task(loss="focal", focal_gamma=0.0).loss(outputs, batch).item() == pytest.approx(ce.item(), rel=1e-6)
     p = F.softmax(logits, -1)[[0, 1], [0, 2]]
     focal = (-(1 - p) ** 2 * p.log()).mean()
-    assert task(loss="focal").loss(logits, labels).item() == pytest.approx(focal.item(), rel=1e-6)
+    assert task(loss="focal").loss(outputs, batch).item() == pytest.approx(focal.item(), rel=1e-6)
     weighted = task(loss="weighted_ce")
     weighted.fit(pd.DataFrame({"label_id": [0, 0, 0, 2]}))
     expected = F.cross_entropy(logits, labels, weight=torch.tensor(weighted.class_weights, dtype=torch.float32))
-    assert weighted.loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert weighted.loss(outputs, batch).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_outputs_are_probabilities_and_submission_is_well_formed(tmp_path):
@@ -74,23 +77,32 @@ def test_pooling_auto_resolves_by_entity_style_and_entity_pooling_needs_markers(
     assert task(entity_style="typed").options.pooling == "entity"
     assert task(entity_style="marker").model_class() is EntityPairClassifier
     assert task(entity_style="baseline").options.pooling == "cls"
-    assert task(entity_style="typed", pooling="cls").model_class() is None
+    assert task(entity_style="typed", pooling="cls").model_class() is AutoModelForSequenceClassification
     with pytest.raises(KluekitError, match="--pooling entity"):
         task(entity_style="baseline", pooling="entity")
 
 
-def test_runs_saved_before_the_pooling_option_keep_cls_pooling():
-    from kluekit.modeling import run_task
+def run_task(info: dict, tmp_path):
+    import json
 
+    from kluekit.rundir import RunDir
+
+    (tmp_path / "kluekit.json").write_text(json.dumps(info))
+    return RunDir.open(tmp_path).task()
+
+
+def test_runs_saved_before_the_pooling_option_keep_cls_pooling(tmp_path):
     old = run_task({"task": "re", "task_options": {"entity_style": "typed", "label_map": None, "loss": "ce",
-                                                   "focal_gamma": 2.0, "skip_bad_rows": False}})
+                                                   "focal_gamma": 2.0, "skip_bad_rows": False}}, tmp_path)
     assert old.options.pooling == "cls"
-    assert run_task({"task": "re", "task_options": {"entity_style": "typed", "pooling": "entity"}}).options.pooling == "entity"
+    assert run_task({"task": "re", "task_options": {"entity_style": "typed", "pooling": "entity"}},
+                    tmp_path).options.pooling == "entity"
 
 
-def test_a_biencoder_run_is_not_a_task_run():
+def test_a_run_is_refused_for_another_task(tmp_path):
     from kluekit.errors import KluekitError
-    from kluekit.modeling import run_task
+    from kluekit.rundir import RunDir
 
-    with pytest.raises(KluekitError, match="bi-encoder run"):
-        run_task({"task": "biencoder"})
+    run_task({"task": "biencoder"}, tmp_path)  # bi-encoder runs saved before it was a task still open
+    with pytest.raises(KluekitError, match="was trained for biencoder, not sts; use kluekit predict biencoder"):
+        RunDir.open(tmp_path).task(expected="sts")

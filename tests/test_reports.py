@@ -125,3 +125,26 @@ def test_per_class_table_bad_ids_raise_and_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="equally many"):
         per_class_table([0, 1], [0], ["no_relation", "a"], tmp_path / "t.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plots_use_a_font_with_hangul():
+    from matplotlib import font_manager, ft2font
+
+    plots.korean_font.cache_clear()
+    family = plots.korean_font()
+    assert family is not None
+    path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    font = ft2font.FT2Font(path)
+    assert all(font.get_char_index(ord(char)) != 0 for char in "한국어 관계")
+
+
+def test_plot_font_falls_back_without_koreanize(monkeypatch, caplog):
+    monkeypatch.setattr(plots.importlib.util, "find_spec", lambda name: None)
+    assert plots.bundled_font() is None
+    monkeypatch.setattr(plots, "KOREAN_FONTS", ("No Such Font",))
+    plots.korean_font.cache_clear()
+    try:
+        assert plots.korean_font() is None
+        assert any("no Korean font found" in r.getMessage() for r in caplog.records)
+    finally:
+        plots.korean_font.cache_clear()

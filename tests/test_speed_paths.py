@@ -15,9 +15,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from kluekit.config import TrainConfig
-from kluekit.graphs import BucketPadding, GraphedSteps, bucket_length, pad_batch
-from kluekit.inference import make_collator
-from kluekit.training import use_cuda_graphs
+from kluekit.engine.graphs import BucketPadding, GraphedSteps, bucket_length, pad_batch
+from kluekit.engine.trainer import use_cuda_graphs
+from kluekit.tasks.sts import STSTask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,14 +31,22 @@ def test_bucket_length(length, bucket):
 def test_pad_batch_fills_each_field():
     batch = {"input_ids": torch.tensor([[5, 6, 7], [5, 6, 0]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
              "labels": torch.tensor([1.5, 2.0])}
-    padded = pad_batch(batch, 5, pad_id=0)
+    padded = pad_batch(batch, 0, lambda length: 5)
     assert padded["input_ids"].tolist() == [[5, 6, 7, 0, 0], [5, 6, 0, 0, 0]]
     assert padded["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]
     assert padded["labels"].tolist() == [1.5, 2.0]  # one label per example: unchanged
-    token_labels = pad_batch({"input_ids": torch.ones(1, 2, dtype=torch.long), "labels": torch.tensor([[3, 4]])}, 4, 1)
+    token_labels = pad_batch({"input_ids": torch.ones(1, 2, dtype=torch.long), "labels": torch.tensor([[3, 4]])}, 1,
+                             lambda length: 4)
     assert token_labels["labels"].tolist() == [[3, 4, -100, -100]]
     assert token_labels["input_ids"].tolist() == [[1, 1, 1, 1]]
-    assert pad_batch(batch, 3, 0) is batch
+    assert pad_batch(batch, 0, lambda length: 3)["input_ids"] is batch["input_ids"]
+    # a bi-encoder batch: each text column is padded to its own bucket; (batch, 2) positions are left alone
+    columns = {"a_input_ids": torch.ones(2, 3, dtype=torch.long), "a_attention_mask": torch.ones(2, 3),
+               "b_input_ids": torch.ones(2, 20, dtype=torch.long), "b_attention_mask": torch.ones(2, 20),
+               "entity_positions": torch.tensor([[1, 2], [2, 1]])}
+    shapes = {name: tuple(t.shape) for name, t in pad_batch(columns, 0).items()}
+    assert shapes == {"a_input_ids": (2, 16), "a_attention_mask": (2, 16), "b_input_ids": (2, 32),
+                      "b_attention_mask": (2, 32), "entity_positions": (2, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +59,7 @@ def tiny_sts(tiny_model):
 
 def test_bucket_padding_leaves_outputs_unchanged(tiny_sts):
     tokenizer, model, features = tiny_sts
-    collate = make_collator(tokenizer, torch.device("cpu"))
+    collate = STSTask().collator(tokenizer)
     plain = collate(features)
     bucketed = BucketPadding(collate, tokenizer.pad_token_id)(features)
     assert bucketed["input_ids"].shape[1] == bucket_length(plain["input_ids"].shape[1]) > plain["input_ids"].shape[1]
@@ -62,19 +70,16 @@ def test_bucket_padding_leaves_outputs_unchanged(tiny_sts):
 def test_graphed_steps_eager_fallback_matches_backward(tiny_sts):
     """Batches that are not replayed (an epoch's last, smaller one) take the eager path: same gradients."""
     tokenizer, model, features = tiny_sts
-    batch = make_collator(tokenizer, torch.device("cpu"))(features)
-    labels = torch.tensor([4.0, 1.0])
-
-    def loss_fn(logits, target):
-        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), target)
+    task = STSTask()
+    batch = {**task.collator(tokenizer)(features), "labels": torch.tensor([4.0, 1.0])}
 
     model.zero_grad(set_to_none=True)
-    loss_fn(model(**batch).logits, labels).backward()
+    task.loss(task.forward(model, batch), batch).backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    graphed = GraphedSteps(model, loss_fn, batch_size=32, precision="fp32", accum=2)
+    graphed = GraphedSteps(model, task.forward, task.loss, batch_size=32, precision="fp32", accum=2)
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())  # kept, zeroed
-    graphed(batch, labels)  # 2 rows, not the batch size: eager
+    graphed(batch)  # 2 rows, not the batch size: eager
     assert not graphed.graphs
     for param, grad in zip(model.parameters(), expected):
         torch.testing.assert_close(param.grad, grad / 2)  # divided by the accumulation steps
@@ -82,12 +87,12 @@ def test_graphed_steps_eager_fallback_matches_backward(tiny_sts):
 
 
 def test_cuda_graphs_only_where_safe(monkeypatch):
-    cfg = TrainConfig(train="x.csv")
+    cfg = TrainConfig(train=["x.csv"])
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert use_cuda_graphs(cfg, "cuda", "bf16") and use_cuda_graphs(cfg, "cuda", "fp32")
     assert not use_cuda_graphs(cfg, "cpu", "fp32")
     assert not use_cuda_graphs(cfg, "cuda", "fp16")  # loss scaling stays with accelerate
-    assert not use_cuda_graphs(TrainConfig(train="x.csv", cuda_graphs=False), "cuda", "bf16")
+    assert not use_cuda_graphs(TrainConfig(train=["x.csv"], cuda_graphs=False), "cuda", "bf16")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert not use_cuda_graphs(cfg, "cuda", "bf16")  # DDP
 

@@ -68,10 +68,10 @@ def ensemble(cfg: EnsembleConfig) -> dict:
 
     if len(cfg.model) < 2:
         raise KluekitError("--model: give two or more run directories to ensemble")
+    check_output(cfg)
     weights = parse_weights(cfg.weights, len(cfg.model))
     runs = open_runs(cfg)
     task = runs[0].task
-    check_output(cfg)
     check_sample_submission(cfg, task)
     readings = []
     for path, run in zip(cfg.model, runs):  # every input check before any model runs

@@ -38,6 +38,7 @@ class RunDir:
     def __init__(self, path):
         self.path = Path(path)
         self._info = None
+        self.created = False  # made by this process (``create``): removed again if the run never started
 
     @classmethod
     def create(cls, output_dir: str | None, default_name: str, resume: bool = False, overwrite: bool = False) -> "RunDir":
@@ -51,6 +52,7 @@ class RunDir:
         elif path.exists() and any(path.iterdir()) and not overwrite:
             raise KluekitError(f"--output-dir: {path} is not empty; pass --resume to continue it "
                                "or --overwrite to replace it")
+        created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / f".kluekit-write-test-{os.getpid()}"
@@ -58,7 +60,9 @@ class RunDir:
             probe.unlink()
         except OSError as error:
             raise KluekitError(f"--output-dir: cannot write {path}: {write_reason(error)}") from None
-        return cls(path)
+        run = cls(path)
+        run.created = created
+        return run
 
     @classmethod
     def open(cls, path) -> "RunDir":
@@ -122,6 +126,11 @@ class RunDir:
         self.write_json(RUN_INFO, info)
         self._info = info
 
+    def update_info(self, facts: dict) -> None:
+        """Add ``facts`` to ``kluekit.json``."""
+        self.write_json(RUN_INFO, {**self.info, **facts})
+        self._info = {**self.info, **facts}
+
     def write_json(self, name: str, data: dict) -> None:
         write_json(self.path / name, data)
 
@@ -151,12 +160,14 @@ class RunDir:
         remove_checkpoints(self.path)
 
     def discard_unstarted(self) -> None:
-        """After a failed start with no checkpoint yet: remove the record and logs, so the same command can be
-        run again without --overwrite."""
+        """After a failed start with no checkpoint yet: remove the record and logs (and the directory, if this
+        run made it), so the same command can be run again without --overwrite."""
         if self.checkpoint() is None and not (self.path / "config.json").exists():
             for name in (RUN_INFO, "logs", MODEL_TMP):
                 target = self.path / name
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            if self.created and self.path.is_dir() and not any(self.path.iterdir()):
+                self.path.rmdir()
 
 
 def versions() -> dict[str, str]:

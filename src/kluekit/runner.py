@@ -49,9 +49,9 @@ def check_sample_submission(cfg, task, examples=None) -> None:
 
 def predict(cfg: PredictConfig, task_name: str | None = None) -> Path:
     """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
+    check_output(cfg)
     predictor = Predictor(cfg.model, task_name, "predict", cfg.precision, cfg.runtime, cfg.batch_size)
     task = predictor.task
-    check_output(cfg)
     check_sample_submission(cfg, task)
     examples = predictor.read(cfg.input, cfg.format, require_labels=False)
     check_sample_submission(cfg, task, examples)

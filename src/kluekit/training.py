@@ -141,6 +141,10 @@ def run_stages(model, stages: list[Stage], run: RunDir, cfg: TrainConfig, evalua
         last = index == len(stages) - 1
         trainer = Trainer(model, stage.step, stage.data, stage.cfg, run.path, evaluator=evaluator,
                           save_best=save if last else None, stage=stage.name, keep_best=last, carry=carry)
+        if main and not cfg.resume:  # what the run resolved, beside its options
+            facts = {"total_steps": trainer.total_steps, "warmup_steps": trainer.warmup}
+            run.update_info(dict(precision=trainer.precision, cuda_graphs=trainer.graphs, **facts) if last
+                            else {f"{stage.name}_steps": facts})
         if cfg.resume and index == start:
             trainer.resume()
         result = trainer.fit()

@@ -1,4 +1,4 @@
-"""Readers for text classification files (one sentence or a sentence pair), label sets and label files.
+"""Readers for text classification files (one sentence or a sentence pair) and label sets.
 
 Columns are named by the caller or by a preset for the shared sets (``PRESETS``): YNAT topics, NSMC
 sentiment, KLUE-NLI and KorNLI. Formats: CSV, TSV (bare quotes allowed; a CSV-quoted cell is read too),
@@ -11,6 +11,7 @@ file does (``document``, ``gold_label``, ``guid``).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -18,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .io import read_text
-from .tables import ROW, ensure_ids, file_column, first_bad, loads_json, read_table
+from .labels import read_label_file  # noqa: F401  (re-exported: the one label-file reader is in data/labels.py)
+from .tables import ROW, ensure_ids, file_column, first_bad, match_column, read_table, warn_long_texts
+
+log = logging.getLogger("kluekit")
 
 FORMATS = ("auto", "csv", "tsv", "json")
 METRICS = ("macro_f1", "accuracy")
@@ -27,6 +30,7 @@ ROLES = {"text": "text", "text_pair": "second text", "label": "label", "id": "id
 INTEGER = re.compile(r"[+-]?\d+")
 YNAT_LABELS = ("IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+MISSING_LIKE = ("nan", "na", "n/a", "#n/a", "null", "none", "nil")  # what a hole looks like once written out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +102,13 @@ def read_classification(path, text: str, label: str, text_pair: str | None = Non
     out.attrs["columns"] = {role: name for role, name in found.items() if name is not None}
     has_ids = ensure_ids(out, path)
     out["label"] = out["label"].str.strip() if "label" in out.columns else ""
+    _warn_missing_like_labels(out, path)
     empty_label = (out["label"] == "").to_numpy()
     row = first_bad(out, empty_label)
     if require_labels and row is not None:
         raise DataError(path, row, file_column(out, "label"), "missing label")
     pairs = ["text", "text_pair"] if text_pair else ["text"]
+    warn_long_texts(out, path, pairs)
     empty_text = np.logical_or.reduce([(out[c].str.strip() == "").to_numpy() for c in pairs])
     columns_out = ["id", *pairs, "label", ROW]
     result = out[columns_out].reset_index(drop=True)
@@ -113,17 +119,21 @@ def read_classification(path, text: str, label: str, text_pair: str | None = Non
 
 
 def _match_columns(frame: pd.DataFrame, path, names: dict[str, str | None]) -> dict[str, str | None]:
-    """Each role's column in ``frame``: the exact name, else the one name equal ignoring case, else None."""
-    found = {}
-    for role, name in names.items():
-        if name is None or name in frame.columns:
-            found[role] = name
-            continue
-        matches = [c for c in frame.columns if c != ROW and c.casefold() == name.casefold()]
-        if len(matches) > 1:
-            raise DataError(path, 1, name, f"several columns match ignoring case: {', '.join(matches)}")
-        found[role] = matches[0] if matches else None
-    return found
+    """Each role's column in ``frame`` (``match_column``: exactly, else ignoring case), or None."""
+    return {role: name if name is None else match_column(frame.columns, name, path) for role, name in names.items()}
+
+
+def _warn_missing_like_labels(frame: pd.DataFrame, path) -> None:
+    """One warning for labels that read like a missing value (``NaN``, ``null``, ...): they are kept as class
+    names, as the file says, but are most likely holes that a spreadsheet or pandas wrote out."""
+    labels = frame["label"]
+    missing = labels.str.casefold().isin(MISSING_LIKE).to_numpy()
+    if not missing.any():
+        return
+    rows = frame.loc[missing, ROW].groupby(labels[missing], sort=False).agg(list)
+    parts = [f"label {value!r} at row {', '.join(map(str, found[:10]))}"
+             + (f", ... ({len(found)} rows)" if len(found) > 10 else "") for value, found in rows.items()]
+    log.warning("%s: %s: treated as a class name; fix the file or drop those rows", path, "; ".join(parts))
 
 
 def label_set(values) -> list[str]:
@@ -133,57 +143,6 @@ def label_set(values) -> list[str]:
     if labels and all(INTEGER.fullmatch(label) for label in labels):
         return sorted(labels, key=lambda label: (int(label), label))
     return sorted(labels)
-
-
-def read_label_file(path) -> list[str]:
-    """Label names in order from a JSON list, a JSON object name -> id (ids 0..C-1) or id -> name
-    (a model config's id2label), or a text file with one label per non-blank line."""
-    text = read_text(path)
-    if str(path).lower().endswith(".json") or text.lstrip()[:1] in ("[", "{"):
-        value = loads_json(path, text)
-        if isinstance(value, dict):
-            labels = _labels_by_id(path, value)
-        elif isinstance(value, list):
-            labels = [(row, _label_name(path, row, name)) for row, name in enumerate(value, 1)]
-        else:
-            raise DataError(path, 1, None, "expected a JSON list of label names or an object name -> id")
-    else:
-        labels = [(row, line.strip()) for row, line in enumerate(text.split("\n"), 1) if line.strip()]
-    if not labels:
-        raise DataError(path, 1, None, "no labels in the file")
-    first: dict[str, int] = {}
-    for row, name in labels:
-        if name in first:
-            raise DataError(path, row, None, f"duplicate label {name!r} (first at row {first[name]})")
-        first[name] = row
-    return [name for _, name in labels]
-
-
-def _label_name(path, row: int, value) -> str:
-    """A label name from JSON: a non-empty string, or an integer written as one."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise DataError(path, row, None, f"label {value!r} is not a non-empty name")
-    return str(value).strip()
-
-
-def _labels_by_id(path, mapping: dict) -> list[tuple[int, str]]:
-    """(row, name) pairs of a JSON object name -> id (or id -> name), ordered by id; ids must be 0..C-1."""
-    pairs = list(mapping.items())
-    if pairs and all(isinstance(v, str) for _, v in pairs) and all(INTEGER.fullmatch(k.strip()) for k, _ in pairs):
-        pairs = [(v, int(k)) for k, v in pairs]  # id2label: {"0": "IT과학", ...}
-    by_id: dict[int, tuple[int, str]] = {}
-    for row, (name, number) in enumerate(pairs, 1):
-        name = _label_name(path, row, name)
-        if isinstance(number, bool) or not isinstance(number, int):
-            raise DataError(path, row, None, f"id {number!r} of label {name!r} is not an integer")
-        if number in by_id:
-            raise DataError(path, row, None, f"id {number} is given to both {by_id[number][1]!r} and {name!r}")
-        by_id[number] = (row, name)
-    gaps = sorted(set(range(len(by_id))) - set(by_id))
-    if gaps:
-        raise DataError(path, 1, None, f"label ids must be 0..{len(by_id) - 1} without gaps: no label has id "
-                                       f"{gaps[0]} (ids given: {', '.join(map(str, sorted(by_id)))})")
-    return [by_id[number] for number in range(len(by_id))]
 
 
 def label_ids(frame: pd.DataFrame, labels, path) -> np.ndarray:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .io import read_text, write_text_atomic
-from .tables import ROW, check_unique
+from .tables import ROW, check_unique, warn_long_texts
 
 FORMATS = ("auto", "klue", "text")
 NER_LABELS = ("B-DT", "I-DT", "B-LC", "I-LC", "B-OG", "I-OG", "B-PS", "I-PS", "B-QT", "I-QT", "B-TI", "I-TI", "O")
@@ -71,6 +71,7 @@ def read_ner(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFra
     has_tags = _check_tags(path, rows, tags, require_labels, fmt)
     frame = pd.DataFrame({"id": ids, "sentence": ["".join(c) for c in chars], "tags": tags, ROW: rows})
     check_unique(frame, path, "id")
+    warn_long_texts(frame, path, ["sentence"])
     frame.attrs.update(path=str(path), format=fmt, has_tags=has_tags)
     return frame
 

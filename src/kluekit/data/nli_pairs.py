@@ -15,7 +15,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import DataError
-from .tables import ROW, check_not_empty, file_column, first_bad, read_table, rename_aliases, require_columns
+from .tables import (ROW, check_not_empty, file_column, first_bad, read_table, rename_aliases, require_columns,
+                     warn_long_texts)
 
 LABELS = ("entailment", "neutral", "contradiction")
 NO_LABEL = "-"
@@ -31,9 +32,10 @@ def read_nli(path) -> pd.DataFrame:
 
     Raises DataError for a missing column, an empty sentence, or a label that is not an NLI label.
     """
-    frame = rename_aliases(read_table(path), ALIASES)
+    frame = rename_aliases(read_table(path), ALIASES, path)
     require_columns(frame, path, ["premise", "hypothesis", "label"], ALIASES)
     check_not_empty(frame, path, ["premise", "hypothesis"])
+    warn_long_texts(frame, path, ["premise", "hypothesis"])
     frame["label"] = frame["label"].str.strip().str.lower()
     wrong = ~frame["label"].isin(LABELS + (NO_LABEL,))
     row = first_bad(frame, wrong)

@@ -1,4 +1,4 @@
-"""Readers for relation extraction (KLUE-RE) files, and label maps.
+"""Readers for relation extraction (KLUE-RE) files (label maps: ``load_label_map``, see data/labels.py).
 
 Formats (detected from the file, or named with ``--format``):
 
@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .io import read_text
-from .tables import ROW, ensure_ids, file_column, loads_json, read_table, rename_aliases, require_columns
+from .labels import read_label_file
+from .tables import ROW, ensure_ids, file_column, read_table, rename_aliases, require_columns, warn_long_texts
+
+load_label_map = read_label_file  # the one label-file reader (data/labels.py); this name kept for callers
 
 FORMATS = ("auto", "competition", "klue-json")
 COLUMNS = ["id", "sentence", "subj_word", "subj_start", "subj_end", "subj_type",
@@ -62,8 +64,9 @@ def read_re(path, labels, fmt: str = "auto", require_labels: bool = True,
     frame = read_table(path, {"competition": "csv", "klue-json": "json"}.get(fmt, "auto"))
     if fmt == "auto":
         fmt = "klue-json" if frame.attrs.get("kind") == "json" else "competition"
-    frame = rename_aliases(frame, ALIASES)
+    frame = rename_aliases(frame, ALIASES, path)
     require_columns(frame, path, ["sentence"], ALIASES)
+    warn_long_texts(frame, path, ["sentence"])
     sources = {short: _entity_source(frame, path, column) for short, column in ENTITIES.items()}
     if require_labels:
         require_columns(frame, path, ["label"], ALIASES)
@@ -218,51 +221,3 @@ def _labels(frame: pd.DataFrame, labels, require_labels: bool, problems: list) -
     values = cells.to_numpy()
     _note(problems, unknown, column, lambda i: f"unknown label {values[i]!r} (not one of the {len(ids)} labels)")
     return np.where(absent, "", values).astype(object), np.where(absent, -1, label_id)
-
-
-def load_label_map(path) -> list[str]:
-    """Label names ordered by id, from a JSON object ``{name: id}`` (ids 0..n-1), a JSON list of names,
-    or KLUE's ``relation_list.json`` (``{"relations": [names]}``)."""
-    text = read_text(path)
-    pairs = loads_json(path, text, object_pairs_hook=lambda items: items)
-    if isinstance(pairs, list) and all(isinstance(p, tuple) for p in pairs) and pairs:
-        keys = [name for name, _ in pairs]
-        if keys == ["relations"] and isinstance(pairs[0][1], list):
-            names = pairs[0][1]
-        else:
-            return _names_by_id(path, pairs)
-    else:
-        names = pairs
-    if not isinstance(names, list) or not names or any(isinstance(p, tuple) for p in names):
-        raise DataError(path, 1, None, "expected a JSON object mapping label name to id 0..n-1, "
-                                       "or a JSON list of label names")
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise DataError(path, 1, None, f"label {name!r} is not a non-empty text")
-    _no_duplicates(path, names)
-    return list(names)
-
-
-def _names_by_id(path, pairs: list[tuple]) -> list[str]:
-    names = [name for name, _ in pairs]
-    _no_duplicates(path, names)
-    by_id: dict[int, str] = {}
-    for name, value in pairs:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise DataError(path, 1, None, f"the id of label {name!r} is {value!r}, not an integer")
-        if value in by_id:
-            raise DataError(path, 1, None, f"labels {by_id[value]!r} and {name!r} have the same id {value}")
-        by_id[value] = name
-    if sorted(by_id) != list(range(len(by_id))):
-        wrong = sorted(set(by_id) - set(range(len(by_id))))
-        raise DataError(path, 1, None, f"label ids must be 0..{len(by_id) - 1}; "
-                                       f"found {', '.join(map(str, wrong))}")
-    return [by_id[i] for i in range(len(by_id))]
-
-
-def _no_duplicates(path, names: list[str]) -> None:
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise DataError(path, 1, None, f"label {name!r} appears twice")
-        seen.add(name)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .tables import (ROW, check_not_empty, ensure_ids, file_column, parse_numbers, read_table, rename_aliases,
-                     require_columns)
+                     require_columns, warn_long_texts)
 
 FORMATS = ("auto", "klue-json", "csv", "competition", "korsts")
 COLUMNS = ["id", "source", "sentence1", "sentence2", "label"]
@@ -61,11 +61,12 @@ def read_sts(path, fmt: str = "auto", require_labels: bool = True) -> pd.DataFra
         frame["id"] = frame["genre"] + "/" + frame["filename"] + "/" + frame["year"] + "/" + frame["id"]
         frame = frame.rename(columns={"genre": "source"})
         frame.attrs["columns"] = {"source": "genre"}
-    frame = rename_aliases(frame, ALIASES)
+    frame = rename_aliases(frame, ALIASES, path)
     require_columns(frame, path, ["sentence1", "sentence2"], ALIASES)
     if require_labels:
         require_columns(frame, path, ["label"], ALIASES)
     check_not_empty(frame, path, ["sentence1", "sentence2"])
+    warn_long_texts(frame, path, ["sentence1", "sentence2"])
     if "label" in frame.columns:
         frame["label"] = parse_numbers(frame, path, "label", 0.0, 5.0, allow_empty=not require_labels)
     else:

@@ -2,8 +2,9 @@
 
 Every table carries a ``_row`` column: the row number a person sees in an editor (header = 1,
 first data row = 2; for JSON, the 1-based record number; for JSON Lines, the line number), so errors
-can point at it. After ``rename_aliases``, ``frame.attrs["columns"]`` maps canonical column names to
-the names the file uses, so that errors name a column as the user sees it.
+can point at it. Columns are picked by name in data/columns.py (re-exported here): after ``rename_aliases``,
+``frame.attrs["columns"]`` maps canonical column names to the names the file uses, so that errors name a
+column as the user sees it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .columns import (ROW, TEXT_COLUMNS, file_column, match_column, rename_aliases,  # noqa: F401 (re-exported)
+                      require_columns, text_column)
 from .io import read_text
 
-ROW = "_row"
+log = logging.getLogger("kluekit")
+
+LONG_TEXT = 20_000  # characters; a longer text is most likely a broken file (a quote that swallowed lines)
 
 
 def sniff_kind(path, text: str) -> str:
@@ -36,8 +42,9 @@ def read_table(path, kind: str = "auto", header: bool = True, names=None) -> pd.
     TSV is read with no quoting (KorSTS and KorNLI have bare quotes inside the text); if a line then
     has the wrong number of fields, the TSV is read again with CSV quoting (KLUE-YNAT quotes a title
     that holds a tab) and that is used when every quoted cell is well formed.
-    Blank lines are dropped but still counted, so ``_row`` is the file's line number; the one
-    exception is a quoted cell that spans lines, after which rows count as one line each.
+    Blank lines are dropped but still counted, and so are the lines of a quoted cell that spans lines,
+    so ``_row`` is the line where the row starts; a parse error names the line where the record at
+    fault starts (for a quote that never closes: the line where it opens).
     Without a header (``header=False``) the columns are named '0', '1', ...; ``names`` reads a file
     without a header and names its columns by position (a row with more fields is an error).
     """
@@ -51,23 +58,24 @@ def read_table(path, kind: str = "auto", header: bool = True, names=None) -> pd.
     blank = len(text) - len(text.lstrip())
     start = text.rfind("\n", 0, blank) + 1  # the first non-blank line: the header
     skipped = text.count("\n", 0, start)
+    body = text[start:]
     try:
         try:
-            frame = _parse(text[start:], kind, header, quoted=kind != "tsv")
+            frame = _parse(body, kind, header, quoted=kind != "tsv")
         except pd.errors.ParserError as error:
-            frame = _quoted_tsv(text[start:], header) if kind == "tsv" and FIELDS.search(str(error)) else None
+            frame = _quoted_tsv(body, header) if kind == "tsv" and FIELDS.search(str(error)) else None
             if frame is None:
                 raise
     except pd.errors.ParserError as error:
-        match = re.search(r"line (\d+)", str(error))
-        raise DataError(path, skipped + (int(match.group(1)) if match else 1), None,
-                        f"cannot parse as {kind.upper()}: {error}") from None
+        line, problem = _parse_problem(body, kind, error)
+        raise DataError(path, skipped + line, None, f"cannot parse as {kind.upper()}: {problem}") from None
     except pd.errors.EmptyDataError:
         raise DataError(path, 1, None, "file is empty") from None
+    rows = _start_lines(frame, body, header) + skipped
     frame.columns = [str(c).strip() for c in frame.columns]
     if names is not None:
         frame = _name_columns(frame, path, [str(name) for name in names], skipped + 1)
-    frame[ROW] = np.arange(len(frame)) + skipped + (2 if header else 1)
+    frame[ROW] = rows
     frame = frame[~(frame.drop(columns=[ROW]).apply(lambda cells: cells.str.strip()) == "").all(axis=1)]
     if frame.empty:
         raise DataError(path, skipped + 2, None, "no data rows after the header")
@@ -76,7 +84,52 @@ def read_table(path, kind: str = "auto", header: bool = True, names=None) -> pd.
     return frame
 
 
-FIELDS = re.compile(r"Expected \d+ fields in line \d+, saw \d+")  # pandas: a line with the wrong number of fields
+FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")  # pandas: a record with the wrong width
+UNCLOSED = re.compile(r"EOF inside string starting at row (\d+)")  # pandas: a quote that never closes
+
+
+def _parse_problem(text: str, kind: str, error: pd.errors.ParserError) -> tuple[int, str]:
+    """(line in ``text``, problem) of pandas' parse error, which counts records (0-based for an unclosed
+    quote, 1-based for a wrong width), not the lines of quoted cells that span lines."""
+    message = str(error)
+    if match := UNCLOSED.search(message):
+        return (_record_line(text, kind, int(match.group(1))),
+                'a quoted cell opens on this row and never closes (a " without its closing "; '
+                'inside a quoted cell a quote is written "")')
+    if match := FIELDS.search(message):
+        line = _record_line(text, kind, int(match.group(2)) - 1)
+        return line, f"Expected {match.group(1)} fields in line {line}, saw {match.group(3)}"
+    match = re.search(r"line (\d+)", message)
+    return (int(match.group(1)) if match else 1), message
+
+
+def _record_line(text: str, kind: str, record: int) -> int:
+    """The line (1-based) of ``text`` where 0-based CSV record ``record`` starts: the records before it
+    read again (TSV is read without quoting first, so there a record is a line)."""
+    if record <= 0 or kind == "tsv":
+        return max(record, 0) + 1
+    try:
+        before = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=None,
+                             skip_blank_lines=False, nrows=record)
+    except (pd.errors.ParserError, ValueError):
+        return record + 1
+    return record + 1 + int(_newlines(before).sum())
+
+
+def _newlines(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, the newlines inside its cells (quoted cells that span lines)."""
+    counts = [frame[c].astype(str).str.count("\n").to_numpy() for c in frame.columns]
+    return np.sum(counts, axis=0).astype(np.int64) if counts else np.zeros(len(frame), np.int64)
+
+
+def _start_lines(frame: pd.DataFrame, text: str, header: bool) -> np.ndarray:
+    """The line (1-based, in ``text``) where each parsed row starts, past the lines of earlier multi-line cells."""
+    rows = np.arange(len(frame), dtype=np.int64) + (2 if header else 1)
+    if text.count("\n") + (not text.endswith("\n")) == len(frame) + header:
+        return rows  # one line per record
+    inner = _newlines(frame)
+    head = sum(str(c).count("\n") for c in frame.columns) if header else 0
+    return rows + head + np.concatenate([[0], np.cumsum(inner)[:-1]]).astype(np.int64)
 
 
 def _parse(text: str, kind: str, header: bool, quoted: bool) -> pd.DataFrame:
@@ -147,37 +200,6 @@ def loads_json(path, text: str, row: int | None = None, **options):
         raise DataError(path, row or error.lineno, None, f"invalid JSON: {error.msg}") from None
 
 
-def rename_aliases(frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    """Rename the first present alias of each canonical column to its canonical name.
-
-    Records canonical -> original name in ``attrs["columns"]`` (see ``file_column``).
-    """
-    mapping = {}
-    for canonical, names in aliases.items():
-        for name in names:
-            if name in frame.columns and canonical not in frame.columns:
-                mapping[name] = canonical
-                break
-    renamed = frame.rename(columns=mapping)
-    renamed.attrs["columns"] = {**frame.attrs.get("columns", {}), **{c: n for n, c in mapping.items()}}
-    return renamed
-
-
-def file_column(frame: pd.DataFrame, column: str) -> str:
-    """The name the file gives the (canonical) ``column``, for error messages."""
-    return frame.attrs.get("columns", {}).get(column, column)
-
-
-def require_columns(frame: pd.DataFrame, path, columns, aliases: dict | None = None) -> None:
-    """Fail on the first missing column, listing its accepted names and the columns the file does have."""
-    found = [file_column(frame, c) for c in frame.columns if c != ROW]
-    for column in columns:
-        if column not in frame.columns:
-            names = (aliases or {}).get(column, ())
-            expected = f"expected one of {', '.join(names)}; " if len(names) > 1 else ""
-            raise DataError(path, 1, column, f"missing column ({expected}found: {', '.join(found)})")
-
-
 def first_bad(frame: pd.DataFrame, mask) -> int | None:
     """The row number of the first True in ``mask``, or None."""
     mask = np.asarray(mask, dtype=bool)
@@ -231,3 +253,15 @@ def ensure_ids(frame: pd.DataFrame, path) -> bool:
     check_not_empty(frame, path, ["id"])
     check_unique(frame, path, "id")
     return True
+
+
+def warn_long_texts(frame: pd.DataFrame, path, columns, limit: int = LONG_TEXT) -> int:
+    """Log one warning when cells of ``columns`` are longer than ``limit`` characters (a tokenizer would
+    take a 52 MB cell whole); returns how many are."""
+    lengths = np.stack([frame[c].str.len().fillna(0).to_numpy(dtype=np.int64) for c in columns])
+    count = int((lengths > limit).sum())
+    if count:
+        row = int(frame[ROW].to_numpy()[lengths.max(axis=0).argmax()])
+        log.warning("%s: %d text(s) longer than %s characters (longest: %s at row %d); only the first "
+                    "--max-length tokens are used", path, count, f"{limit:,}", f"{lengths.max():,}", row)
+    return count

@@ -1,10 +1,11 @@
 """A corpus file (one sentence per row) read into texts, and turned into an index that is built once and reused.
 
 Formats, by file name: ``.csv`` and ``.tsv`` (with a header; the text column is ``--column``, else the only
-column, else a column named ``sentence`` or ``text``), ``.json``/``.jsonl`` (records; same column rule), anything
-else (``.txt``) one sentence per line. UTF-8 with or without BOM, or CP949. Blank lines of a text file and
-blank rows of a table are skipped; an empty text cell in a row that has other cells is an error. Row ids
-in search results count the kept texts from 0, in file order.
+column, else ``sentence``, else ``text``: ``data.tables.text_column``), ``.json``/``.jsonl`` (records; same
+column rule), anything else (``.txt``) one sentence per line; decoded as ``data.io.read_text`` does (UTF-8
+with or without BOM, or CP949). Blank lines of a text file and blank rows of a table are skipped; an empty
+text cell in a row that has other cells is an error. Row ids in search results count the kept texts from 0,
+in file order.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from ..data.io import file_sha256, read_text
-from ..data.tables import ROW, check_not_empty, read_table
+from ..data.tables import ROW, TEXT_COLUMNS, check_not_empty, read_table, text_column, warn_long_texts
 from ..errors import DataError, KluekitError
 from .encoding import embedding_dim, encode, load_biencoder
 from .index import EmbeddingIndex, read_meta
 
 log = logging.getLogger("kluekit")
 TABLE_KINDS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json"}
-DEFAULT_COLUMNS = ("sentence", "text")
+DEFAULT_COLUMNS = TEXT_COLUMNS
 
 
 def read_corpus(path, column: str | None = None) -> list[str]:
@@ -40,25 +42,16 @@ def read_corpus_column(path, column: str | None = None) -> tuple[list[str], str 
         if column:
             raise DataError(path, 1, column, "--column needs a CSV/TSV/JSON file with a header; "
                                              "this file is read as plain text, one sentence per line")
-        texts = [line.strip() for line in read_text(path).split("\n")]
-        texts = [text for text in texts if text]
-        if not texts:
+        lines = pd.Series(read_text(path).split("\n"), dtype=object).str.strip()
+        kept = (lines != "").to_numpy()
+        if not kept.any():
             raise DataError(path, 1, None, "file is empty")
-        return texts, None
+        warn_long_texts(pd.DataFrame({"text": lines[kept], ROW: np.flatnonzero(kept) + 1}), path, ["text"])
+        return lines[kept].tolist(), None
     frame = read_table(path, kind)
-    columns = [c for c in frame.columns if c != ROW]
-    if column is None:
-        named = [c for c in columns if c.lower() in DEFAULT_COLUMNS]
-        if len(columns) == 1:
-            column = columns[0]
-        elif named:
-            column = named[0]
-        else:
-            raise DataError(path, 1, None, f"several columns ({', '.join(columns)}) and none named "
-                                           f"{' or '.join(DEFAULT_COLUMNS)}: choose one with --column")
-    elif column not in columns:
-        raise DataError(path, 1, column, f"missing column (found: {', '.join(columns)})")
+    column = text_column(frame.columns, column, path, DEFAULT_COLUMNS)
     check_not_empty(frame, path, [column])
+    warn_long_texts(frame, path, [column])
     return [text.strip() for text in frame[column].tolist()], column
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import warnings
+from pathlib import Path
 
 import matplotlib
 
@@ -18,22 +20,49 @@ from ..data.io import atomic_path  # noqa: E402
 from ..metrics import check_class_ids  # noqa: E402
 
 
-# fonts with Hangul that matplotlib may find (Linux packages, Windows, macOS), in order of preference
+# fonts with Hangul that matplotlib may find (Linux packages, Windows, macOS), in order of preference; used
+# when koreanize-matplotlib's bundled NanumGothic cannot be registered
 KOREAN_FONTS = ("NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "AppleGothic", "Apple SD Gothic Neo",
                 "UnDotum", "Baekmuk Gulim", "Droid Sans Fallback")
+BUNDLED_FONTS = ("NanumGothic.ttf", "NanumGothicBold.ttf", "NanumGothicExtraBold.ttf", "NanumGothicLight.ttf")
+
+
+def bundled_font() -> str | None:
+    """Register koreanize-matplotlib's NanumGothic files with matplotlib and return the family name, or None.
+
+    The files are found without importing the package, whose import sets matplotlib's fonts for the
+    whole process (and needs distutils, gone in Python 3.12); plots select the font per figure instead.
+    """
+    from matplotlib import font_manager
+
+    try:
+        spec = importlib.util.find_spec("koreanize_matplotlib")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        files = [Path(folder, "fonts", name) for folder in folders for name in BUNDLED_FONTS]
+        files = [path for path in files if path.is_file()]
+        if not files:
+            return None
+        for path in files:
+            font_manager.fontManager.addfont(str(path))
+        return font_manager.FontProperties(fname=str(files[0])).get_name()
+    except (ImportError, OSError, RuntimeError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=None)
 def korean_font() -> str | None:
-    """The first installed font of ``KOREAN_FONTS`` (used for Korean labels), or None after one warning."""
+    """The font family for Korean labels: koreanize-matplotlib's NanumGothic, else the first installed font
+    of ``KOREAN_FONTS``, else None after one warning."""
     from matplotlib import font_manager
 
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    found = next((name for name in KOREAN_FONTS if name in installed), None)
+    found = bundled_font()
+    if found is None:
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+        found = next((name for name in KOREAN_FONTS if name in installed), None)
     if found is None:
         logging.getLogger("kluekit").warning(
-            "no Korean font found for plots: Hangul labels show as boxes (install one, e.g. 'apt install "
-            "fonts-nanum', then delete matplotlib's font cache)")
+            "no Korean font found for plots: Hangul labels show as boxes (pip install koreanize-matplotlib, "
+            "or install one, e.g. 'apt install fonts-nanum', then delete matplotlib's font cache)")
     return found
 
 
