@@ -94,21 +94,34 @@ def limited_nli(path: str, limit: int, folder: Path) -> str:
 def main() -> None:
     args = parse_args()
     setup_logging()
-    from kluekit.embedding.encoding import load_biencoder
-    from kluekit.embedding.training import evaluate, read_dev_sets
+    import torch
+
+    from kluekit.inference import predict_raw
+    from kluekit.predictor import Predictor
+    from kluekit.tasks.biencoder import BiencoderOptions, BiencoderTask
 
     work = Path(f"runs/bench-{args.name}")
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     paths = {key: limited(getattr(args, key), args.limit, data) for key in FILES}
-    evals = {"klue_dev": read_dev_sets([paths["dev"]]), "korsts_test": read_dev_sets([paths["korsts_test"]])}
+    evals = {"klue_dev": paths["dev"], "korsts_test": paths["korsts_test"]}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def score(model, prompt=None) -> dict:
-        return {name: next(iter(evaluate(model, sets, 128, prompt).values())) for name, sets in evals.items()}
+    def score(task, tokenizer, model) -> dict:
+        """Pearson and Spearman x100 of 5 x cosine (fp32) on KLUE-STS dev and KorSTS test."""
+        scores = {}
+        for name, path in evals.items():
+            frame = task.read(path)
+            features = task.encode(frame, tokenizer, 128)
+            raw = predict_raw(task, model, tokenizer, features, 128, device, "fp32", progress=False)
+            metrics = task.metrics(task.outputs(raw), task.gold(frame))
+            scores[name] = {"pearson": metrics["pearson"], "spearman": metrics["spearman"]}
+        return scores
 
-    zero_model = load_biencoder(args.model)
-    zero = {"plain": score(zero_model, ""), "query_prefix": score(zero_model, PREFIX)}
-    del zero_model
+    zero = {}
+    for variant, prompt in (("plain", ""), ("query_prefix", PREFIX)):
+        task = BiencoderTask(BiencoderOptions(prompt=prompt))
+        zero[variant] = score(task, *task.load_model(args.model, device))
 
     train_files = [paths["train"]] + ([] if args.no_korsts_train else [paths["korsts_train"]])
     nli_files = [limited_nli(path, args.limit, data) for path in args.nli_files.values()]
@@ -119,9 +132,12 @@ def main() -> None:
     started = time.perf_counter()
     result = run(argv)
     wall = time.perf_counter() - started
-    tuned = score(load_biencoder(result["run_dir"]))  # the saved best epoch, with its saved default prompt
+    run_task = Predictor(result["run_dir"], "biencoder").task  # the saved best epoch, with its prompt
+    tuned = score(run_task, *run_task.load_model(result["run_dir"], device))
 
     r = lambda value: round(value, 2)  # noqa: E731
+    nli_record = result.get("stages", {}).get("nli")
+    history = (nli_record["history"] if nli_record else []) + result["history"]
     figures = {
         "model": Path(args.model).name,
         "train_options": shlex.join(argv[2:]),
@@ -135,11 +151,10 @@ def main() -> None:
         "zero_shot_prefix": PREFIX,
         **{f"zero_shot_{variant}_{name}_{k}": r(v) for variant, scores in zero.items()
            for name, m in scores.items() for k, v in m.items()},
-        "best_epoch": result["best_epoch"],
-        "history_stage": [h.get("stage", "sts") for h in result["history"]],
-        "history_klue_dev_spearman": [r(h["dev"][Path(paths["dev"]).name]["spearman"]) for h in result["history"]],
-        "history_korsts_dev_spearman": [r(h["dev"][Path(paths["korsts_dev"]).name]["spearman"])
-                                        for h in result["history"]],
+        "best_step": result["best_step"],
+        "history_stage": [h.get("stage", "sts") for h in history],
+        "history_klue_dev_spearman": [r(h["spearman"]) for h in history],
+        "history_korsts_dev_spearman": [r(h[f"{Path(paths['korsts_dev']).name}/spearman"]) for h in history],
         "train_pairs_per_s": round(result["train_examples_per_s"], 1),
         "train_seconds": round(result["train_seconds"], 1),
         "wall_s": round(wall, 1),
@@ -147,12 +162,12 @@ def main() -> None:
     if nli_files:
         info = json.loads((Path(result["run_dir"]) / "kluekit.json").read_text(encoding="utf-8"))
         figures.update({
-            "nli_files": [{k: Path(v).name if k == "path" else v for k, v in f.items()} for f in info["data"]["nli"]],
-            "nli_triplets": result["nli"]["triplets"],
-            "nli_epochs": result["nli"]["epochs"],
-            "nli_steps": result["nli"]["steps"],
-            "nli_train_seconds": round(result["nli"]["train_seconds"], 1),
-            "nli_triplets_per_s": round(result["nli"]["examples_per_s"], 1),
+            "nli_files": [{k: Path(v).name if k == "path" else v for k, v in f.items()} for f in info["nli"]],
+            "nli_triplets": info["nli_triplets"],
+            "nli_epochs": info["task_options"]["nli_epochs"],
+            "nli_steps": nli_record["steps"],
+            "nli_train_seconds": round(nli_record["train_seconds"], 1),
+            "nli_triplets_per_s": round(nli_record["train_examples_per_s"], 1),
         })
     write_results("biencoder_e5.py", args.name, figures)
 

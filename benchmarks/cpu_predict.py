@@ -60,16 +60,15 @@ def main() -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from kluekit.inference import default_batch_size, load_predictor, predict_logits
-    from kluekit.modeling import read_run_info, run_task
+    from kluekit.inference import default_batch_size, predict_raw
     from kluekit.onnxrun import CACHE_DIR
+    from kluekit.predictor import Predictor
 
     torch.set_num_threads(args.threads)
     batch_size = args.batch_size or default_batch_size(torch.device("cpu"))
     run = Path(args.run)
-    info = read_run_info(run)
-    task = run_task(info)
-    max_length = info["train_config"]["max_length"]
+    task = Predictor(run, "sts").task
+    max_length = Predictor(run, "sts").max_length
     pairs_frame = task.read(args.train, require_labels=False).head(args.pairs)
     dev = task.read(args.dev)
     gold = task.gold(dev)
@@ -83,7 +82,7 @@ def main() -> None:
     models = {}
     for runtime in ("torch", "onnx", "onnx-int8"):
         started = time.perf_counter()
-        models[runtime] = load_predictor(task, run, "fp32", runtime)
+        models[runtime] = Predictor(run, "sts", precision="fp32", runtime=runtime).load()
         if runtime != "torch" and not args.keep_export:
             figures["export_seconds" if runtime == "onnx" else "quantize_seconds"] = round(time.perf_counter() - started, 2)
     for runtime, stem in (("onnx", "model"), ("onnx-int8", "model.int8")):
@@ -99,8 +98,8 @@ def main() -> None:
 
         def predict(frame: pd.DataFrame) -> np.ndarray:
             features = task.encode(frame, tokenizer, max_length)
-            logits = predict_logits(model, tokenizer, features, int(size or batch_size), device, precision,
-                                    progress=False)
+            logits = predict_raw(task, model, tokenizer, features, int(size or batch_size), device, precision,
+                                 progress=False)
             return task.outputs(logits, features)
         return predict
 

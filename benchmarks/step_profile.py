@@ -83,15 +83,15 @@ def main() -> None:
 
 def graphed_step(model, optimizer, batch, labels, precision: str):
     """A training step as kluekit runs it with CUDA graphs (forward, loss, backward replayed; clip + AdamW)."""
-    from kluekit.graphs import GraphedSteps
+    from kluekit.engine.graphs import GraphedSteps
+    from kluekit.tasks.sts import STSTask
 
-    def loss_fn(logits, target):
-        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), target)
-
-    graphed = GraphedSteps(model, loss_fn, len(labels), precision)
+    task = STSTask()
+    graphed = GraphedSteps(model, task.forward, task.loss, len(labels), precision)
+    full = {**batch, "labels": labels}
 
     def step():
-        graphed(batch, labels)
+        graphed(full)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
@@ -107,7 +107,6 @@ def collate_ms(model: str, train: str, batch_size: int) -> float:
     from transformers import AutoTokenizer
 
     from kluekit.batching import Features, train_batches
-    from kluekit.inference import make_collator
     from kluekit.tasks.sts import STSTask
 
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -115,7 +114,7 @@ def collate_ms(model: str, train: str, batch_size: int) -> float:
     dataset = Features(task.encode(task.read(train), tokenizer, 128))
     batches = train_batches(dataset.lengths, batch_size, seed=42, epoch=0)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches,
-                                         collate_fn=make_collator(tokenizer, torch.device("cuda")))
+                                         collate_fn=task.collator(tokenizer, 8))
     started = time.perf_counter()
     for _ in loader:
         pass
