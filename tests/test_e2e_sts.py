@@ -56,8 +56,6 @@ def metrics(run):
 
 def raw_dev_pearson(run, dev_path) -> float:
     """Pearson x100 of the model's raw (unclipped) outputs on dev: clipping can hide an untrained model."""
-    import torch
-
     from kluekit.inference import predict_raw
     from kluekit.predictor import Predictor
 

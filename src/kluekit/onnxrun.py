@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from .config import RUNTIMES
+from .data.io import atomic_path
 from .errors import KluekitError, first_line
 
 log = logging.getLogger("kluekit")
@@ -72,13 +72,9 @@ def fresh(path: Path, weights_time: int) -> bool:
 
 
 def _write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)``, then rename onto ``path`` (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """``write(tmp_path)``, then rename onto ``path`` (a reader never sees half a file; ``data.io.atomic_path``)."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..data.io import apply_umask, write_error
 from ..errors import KluekitError
 
 META = "index.json"
@@ -92,6 +93,7 @@ class EmbeddingIndex:
                 faiss.write_index(self._faiss, str(tmp / "faiss.index"))
             meta = {"format": FORMAT, "kluekit_version": __version__, **self.meta}
             (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            apply_umask(tmp)  # mkdtemp made it private
             old = None
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
@@ -99,6 +101,8 @@ class EmbeddingIndex:
             os.replace(tmp, directory)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        except OSError as error:
+            raise write_error(directory, error) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

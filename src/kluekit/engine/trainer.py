@@ -111,14 +111,24 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to ``total_steps``, evaluating (and checkpointing) every epoch or ``cfg.eval_steps``."""
-        cfg, acc, state = self.cfg, self.accelerator, self.state
-        writer = None
-        if self.main and getattr(cfg, "tensorboard", True):
+        state, writer = self.state, None
+        if self.main and getattr(self.cfg, "tensorboard", True):
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.run_dir / "logs"))
         progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=not self.main, unit="step",
                         desc=self.stage, dynamic_ncols=True)
+        try:
+            self.loop(writer, progress)
+        finally:  # also on an error: the bar ends its line before the message, the log is flushed
+            progress.close()
+            if writer:
+                writer.close()
+        return self.record()
+
+    def loop(self, writer, progress) -> None:
+        """The epochs and steps of ``fit``."""
+        cfg, acc, state = self.cfg, self.accelerator, self.state
         self.model.train()
         while state["global_step"] < self.total_steps:
             batches = self.data.plan(state["epoch"], acc.process_index, acc.num_processes)
@@ -152,10 +162,6 @@ class Trainer:
                 if at_end:
                     break
             state["train_seconds"] += self.elapsed(started)
-        progress.close()
-        if writer:
-            writer.close()
-        return self.record()
 
     def train_step(self, batch: dict, update: bool) -> torch.Tensor:
         """Forward, loss and backward of one batch (gradients summed over ``grad_accum`` batches)."""

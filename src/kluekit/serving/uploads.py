@@ -8,8 +8,8 @@ import warnings
 
 import pandas as pd
 
-from ..data.io import BOM
-from ..errors import first_line
+from ..data.io import decode_bytes
+from ..errors import DataError, first_line
 from .errors import RequestError, invalid, too_large
 
 CHUNK = 64 * 1024
@@ -28,18 +28,12 @@ async def read_limited(file, limit: int) -> bytes:
 
 
 def decode(raw: bytes) -> str:
-    """UTF-8 (with or without BOM), else CP949 (Excel on Korean Windows); 415 for anything else."""
-    if raw.startswith(BOM):
-        raw = raw[len(BOM):]
-    for encoding in ("utf-8", "cp949"):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if "\x00" in text:
-            break
-        return text
-    raise RequestError(415, "file: not UTF-8 or CP949 text; upload a CSV/TSV saved as UTF-8")
+    """The upload's text, decoded as the file readers do (``data.io.decode_bytes``: UTF-8, CP949, ...); 415
+    for anything else."""
+    try:
+        return decode_bytes(raw, "file")
+    except DataError:
+        raise RequestError(415, "file: not UTF-8 or CP949 text; upload a CSV/TSV saved as UTF-8") from None
 
 
 def _separator(text: str, filename: str | None) -> str:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..config import opt
 from ..errors import KluekitError
 from .base import TaskOptions
-from .sts import STSTask, swap_augment_option
+from .sts import CHARS_PER_TOKEN, STSTask, swap_augment_option
 
 LOSSES = ("cosent", "cosine")
 
@@ -94,8 +94,10 @@ class BiencoderTask(STSTask):
     def encode(self, examples, tokenizer, max_length):
         from ..embedding.columns import encode_columns
 
-        prompt = self.options.prompt or ""
-        columns = [[prompt + text for text in examples[name]] for name in ("sentence1", "sentence2")]
+        from ..data.io import clip_text
+
+        prompt, limit = self.options.prompt or "", max_length * CHARS_PER_TOKEN
+        columns = [[prompt + text for text in clip_text(examples[name].tolist(), limit)] for name in ("sentence1", "sentence2")]
         features = encode_columns(tokenizer, columns, max_length)
         if examples["label"].notna().all():
             features["labels"] = (examples["label"].to_numpy(dtype=np.float32) / 5.0).tolist()

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 
 from ..config import opt
 from ..data.classify import PRESETS, label_ids, label_set, read_classification, read_label_file
-from ..data.io import write_csv_atomic
+from ..data.io import clip_text, write_csv_atomic
 from ..errors import KluekitError
 from ..metrics import classification_metrics
 from .base import Task, TaskOptions, label_columns, softmax
+from .sts import CHARS_PER_TOKEN
 
 log = logging.getLogger("kluekit")
 METRICS = ("auto", "macro_f1", "accuracy")
@@ -85,8 +86,9 @@ class ClassifyTask(Task):
             raise KluekitError(f"classification needs at least 2 labels, the training file has {self.labels}")
 
     def encode(self, examples, tokenizer, max_length):
-        pair = examples["text_pair"].tolist() if "text_pair" in examples else None
-        features = dict(tokenizer(examples["text"].tolist(), pair, truncation=True, max_length=max_length))
+        limit = max_length * CHARS_PER_TOKEN  # a 50 MB cell is not tokenized whole
+        pair = clip_text(examples["text_pair"].tolist(), limit) if "text_pair" in examples else None
+        features = dict(tokenizer(clip_text(examples["text"].tolist(), limit), pair, truncation=True, max_length=max_length))
         if examples.attrs.get("has_labels", (examples["label"] != "").all()):
             features["labels"] = self.gold(examples).tolist()
         return features

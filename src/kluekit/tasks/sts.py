@@ -10,13 +10,14 @@ import pandas as pd
 import torch.nn.functional as F
 
 from ..config import opt
-from ..data.io import write_csv_atomic
+from ..data.io import clip_text, write_csv_atomic
 from ..data.sts import FORMATS, check_labeled, read_sts
 from ..data.submission import fill_sample_submission
 from ..metrics import sts_metrics
 from ..report import group_metrics_table, scatter_plot, worst_examples
 from .base import Task, TaskOptions
 
+CHARS_PER_TOKEN = 32  # texts are cut to max_length x this many characters before tokenizing: never fewer tokens
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 
 
@@ -52,8 +53,8 @@ class STSTask(Task):
         return pd.concat([examples, swapped[examples.columns]], ignore_index=True)
 
     def encode(self, examples, tokenizer, max_length):
-        features = dict(tokenizer(examples["sentence1"].tolist(), examples["sentence2"].tolist(),
-                                  truncation=True, max_length=max_length))
+        first, second = (clip_text(examples[c].tolist(), max_length * CHARS_PER_TOKEN) for c in ("sentence1", "sentence2"))
+        features = dict(tokenizer(first, second, truncation=True, max_length=max_length))
         if examples["label"].notna().all():
             features["labels"] = examples["label"].astype(np.float32).tolist()
         return features
