@@ -21,6 +21,8 @@ SCHEDULERS = ["linear", "cosine", "constant"]
 RUNTIMES = ["torch", "onnx", "onnx-int8"]
 PREDICT_BATCH_HELP = ("prediction batch size (default 0: 128 on a GPU, 16 on the CPU, where smaller batches of similar "
                       "lengths were faster)")
+FORMAT_HELP = "input file format (default: detected from the file)"
+PRECISION_HELP = "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU"
 RUNTIME_HELP = ("torch, or ONNX Runtime on the CPU (also where a GPU is present): onnx (fp32) or onnx-int8 (dynamic "
                 "int8 weights, faster); exported once into <model>/onnx/; needs pip install 'kluekit[onnx]'")
 
@@ -56,7 +58,7 @@ class TrainConfig:
                              "keeps the best checkpoint, the others are scored as <file name>/<metric>")
     model: str = opt("klue/roberta-small", "pretrained model: a Hugging Face id or a local directory")
     output_dir: str | None = opt(None, "run directory to write (default: runs/<task>-<date>-<time>)")
-    format: str = opt("auto", "input file format (default: detected from the file)")
+    format: str = opt("auto", FORMAT_HELP)
     epochs: float = opt(4.0, "number of training epochs", minimum=0)
     max_steps: int = opt(0, "stop after this many optimizer steps (0: run all epochs)", minimum=0)
     batch_size: int = opt(32, "training batch size per device", minimum=1)
@@ -71,7 +73,7 @@ class TrainConfig:
     shuffle: bool = opt(True, "shuffle training data each epoch")
     group_by_length: bool = opt(True, "batch inputs of similar length together (less padding, faster)")
     grad_accum: int = opt(1, "gradient accumulation steps", minimum=1)
-    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
     cuda_graphs: bool = opt(True, "replay each batch shape's forward and backward as a CUDA graph (one GPU, fp32 or "
                                   "bf16; lengths padded to buckets of 16/32/64): several times faster for small models")
     eval_steps: int = opt(0, "evaluate (and checkpoint) every N optimizer steps; 0: every epoch", minimum=0)
@@ -89,9 +91,9 @@ class RunInputConfig:
 
     model: str = opt(None, "run directory written by 'kluekit train'", required=True)
     input: str = opt(None, "input file (CSV/TSV/JSON; format detected from the file)", required=True)
-    format: str = opt("auto", "input file format (default: detected from the file)")
+    format: str = opt("auto", FORMAT_HELP)
     batch_size: int = opt(0, PREDICT_BATCH_HELP, minimum=0)
-    precision: str = opt("auto", "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU", choices=PRECISIONS)
+    precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
     runtime: str = opt("torch", RUNTIME_HELP, choices=RUNTIMES)
 
 

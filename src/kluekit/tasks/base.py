@@ -146,7 +146,7 @@ class Task:
     def batch_outputs(self, outputs, batch: dict):
         """Raw per-example outputs of a batch as float32 numpy: an (n, C) array of logits, or for a
         per-token output a list of n (tokens, C) arrays with the padding cut off."""
-        logits = getattr(outputs, self.onnx_output).float().cpu().numpy()
+        logits = getattr(outputs, self.onnx_output).detach().float().cpu().numpy()
         if logits.ndim == 3:
             masks = batch["attention_mask"].bool().cpu().numpy()
             return [row[mask] for row, mask in zip(logits, masks)]

@@ -121,7 +121,7 @@ class BiencoderTask(STSTask):
         return self._loss.compute_loss_from_embeddings(outputs, batch["labels"])
 
     def batch_outputs(self, outputs, batch):
-        return F.cosine_similarity(outputs[0].float(), outputs[1].float(), dim=-1)[:, None].cpu().numpy()
+        return F.cosine_similarity(outputs[0].float(), outputs[1].float(), dim=-1)[:, None].detach().cpu().numpy()
 
     def outputs(self, raw, features=None):
         """5 x cosine similarity (not clipped: the correlations see the raw scores)."""
