@@ -209,3 +209,12 @@ def test_files_follow_the_umask(dropout_model, files, tmp_path):
     written = [p for p in out.rglob("*") if p.is_file()] + [tmp_path / "out.csv"]
     assert {"model.safetensors", "metrics.json", "kluekit.json", "config.json", "out.csv"} <= {p.name for p in written}
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in written if p.stat().st_mode & 0o777 != 0o644} == {}
+
+
+def test_a_checkpoint_of_an_older_kluekit_is_refused_not_resumed_from_scratch(dropout_model, files, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)  # what accelerate's save_state left before the engine: no model.pt
+    (out / "checkpoint" / "progress.json").write_text(json.dumps({"global_step": 8, "epoch": 0, "batch": 8}))
+    assert cli.main(train_args(dropout_model, files, out, "--resume")) == 2
+    assert errors(capsys) == [f"kluekit: error: --resume: {out / 'checkpoint'} was written by an older kluekit and "
+                              "cannot be resumed; start the run again (--overwrite)"]

@@ -106,3 +106,9 @@ def test_a_run_is_refused_for_another_task(tmp_path):
     run_task({"task": "biencoder"}, tmp_path)  # bi-encoder runs saved before it was a task still open
     with pytest.raises(KluekitError, match="was trained for biencoder, not sts; use kluekit predict biencoder"):
         RunDir.open(tmp_path).task(expected="sts")
+
+
+def test_a_biencoder_run_saved_before_it_was_a_task_keeps_its_prompt(tmp_path):
+    old = run_task({"task": "biencoder", "train_config": {"prompt": "query: ", "loss": "cosine", "epochs": 4,
+                                                          "train": ["a.csv"], "max_length": 128}}, tmp_path)
+    assert old.options.prompt == "query: " and old.options.loss == "cosine"

@@ -93,8 +93,9 @@ class RunDir:
                                f"use kluekit {verb} {self.task_name}")
         task_class = get_task_class(self.task_name)
         known = {f.name for f in dataclasses.fields(task_class.Options)}
-        options = {**task_class.Options.LEGACY,
-                   **{k: v for k, v in self.info.get("task_options", {}).items() if k in known}}
+        # bi-encoder runs saved before it was a task kept its options (prompt, loss, ...) in train_config
+        recorded = {**self.info.get("train_config", {}), **self.info.get("task_options", {})}
+        options = {**task_class.Options.LEGACY, **{k: v for k, v in recorded.items() if k in known}}
         return task_class(task_class.Options(**options), labels=self.info.get("labels"))
 
     @property

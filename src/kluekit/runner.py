@@ -57,7 +57,8 @@ def predict(cfg: PredictConfig, task_name: str | None = None) -> Path:
     check_sample_submission(cfg, task, examples)
     preds = predictor.predict(examples)
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
-    log.info("wrote %s (%d rows)", cfg.output, len(examples))
+    log.info("wrote %s (%s)", cfg.output, "the rows of the sample submission" if cfg.sample_submission
+             else f"{len(examples)} rows")
     return Path(cfg.output)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data.io import apply_umask, write_error
+from ..errors import KluekitError
 
 CHECKPOINT = "checkpoint"
 PROGRESS = "progress.json"
@@ -83,6 +84,9 @@ def save_checkpoint(run_dir: Path, parts: dict, progress: dict, rank: int, main:
 
 def load_checkpoint(folder: Path, parts: dict, rank: int, device) -> dict:
     """Load ``parts`` and this process's random state from ``folder``; return the saved progress."""
+    if not (folder / "model.pt").is_file():
+        raise KluekitError(f"--resume: {folder} was written by an older kluekit and cannot be resumed; "
+                           "start the run again (--overwrite)")
     for name, part in parts.items():
         path = folder / f"{name}.pt"
         if part is not None and path.is_file():
