@@ -24,6 +24,8 @@ VERBS = {
     "train": (TrainConfig, "fine-tune a pretrained model on a training file and write a run directory"),
     "evaluate": (EvaluateConfig, "score a run on a labelled file: official metrics, plots, per-group tables"),
     "predict": (PredictConfig, "write a submission file for an input file"),
+    "pretrain": (TrainConfig, "pre-train a language model (continue a pretrained one, or from scratch) and write "
+                              "a run directory that 'kluekit train <task> --model' accepts"),
 }
 
 
@@ -31,9 +33,17 @@ def _commands() -> dict:
     """The top-level commands; their option modules are light to import."""
     from .embedding.commands import ENCODE, SEARCH
     from .ensemble import ENSEMBLE
+    from .fillmask import FILL_MASK
     from .serving.commands import SERVE
 
-    return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE}
+    return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE, "fill-mask": FILL_MASK}
+
+
+def _groups() -> dict:
+    """Commands grouped under a noun (``kluekit tokenizer train``): name -> (help, {sub-command: Command})."""
+    from .tokenizer import TOKENIZER_TRAIN
+
+    return {"tokenizer": ("train tokenizers for pre-training", {"train": TOKENIZER_TRAIN})}
 
 
 def _add_command(subparsers, name: str, command) -> None:
@@ -52,14 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
         verb_parser = verbs.add_parser(verb, help=help_text, description=help_text)
         tasks = verb_parser.add_subparsers(dest="task", metavar="TASK", required=True)
         for name, task_cls in TASKS.items():
+            if verb not in task_cls.verbs:
+                continue
             task_parser = tasks.add_parser(name, help=(task_cls.__doc__ or "").strip().splitlines()[0],
                                            description=f"kluekit {verb} {name}: {help_text}")
             task_parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
             add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])})
-            if verb == "train":
+            if config_cls is TrainConfig:
                 add_options(task_parser, task_cls.Options, f"{name} options")
     for name, command in commands.items():
         _add_command(verbs, name, command)
+    for name, (help_text, group) in _groups().items():
+        subcommands = verbs.add_parser(name, help=help_text, description=help_text).add_subparsers(
+            dest="subcommand", metavar="COMMAND", required=True)
+        for sub, command in group.items():
+            _add_command(subcommands, sub, command)
     return parser
 
 
@@ -71,12 +88,13 @@ def run(argv: list[str] | None = None) -> object:
     config_file = args.pop("config", None)
     command = args.pop("_command", None)
     verb, task_name = args.pop("verb"), args.pop("task", None)
+    args.pop("subcommand", None)
     values = {**(load_config_file(config_file) if config_file else {}), **args}
     if command is not None:
         return command.call(build(command.options, values))
     task_cls = TASKS[task_name]
     config_cls = VERBS[verb][0]
-    if verb == "train":
+    if config_cls is TrainConfig:
         run_values, task_values = split_options(values, config_cls, task_cls.Options)
         unknown = set(values) - set(run_values) - set(task_values)
         if unknown:

@@ -56,6 +56,8 @@ class TrainConfig:
                                "concatenated", required=True)
     dev: list[str] = opt([], "dev file(s), evaluated every epoch (or --eval-steps); the first one's primary metric "
                              "keeps the best checkpoint, the others are scored as <file name>/<metric>")
+    dev_split: float = opt(0.0, "no --dev: hold out this share of the training examples as the dev set (stratified "
+                                "by label where the task has classes; the same split for the same --seed)", minimum=0)
     model: str = opt("klue/roberta-small", "pretrained model: a Hugging Face id or a local directory")
     output_dir: str | None = opt(None, "run directory to write (default: runs/<task>-<date>-<time>)")
     format: str = opt("auto", FORMAT_HELP)

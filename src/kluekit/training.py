@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -39,6 +40,32 @@ def dev_name(path: str, paths: list[str]) -> str:
     """A dev file's display name: its file name, or its path where names repeat."""
     names = [Path(p).name for p in paths]
     return Path(path).name if names.count(Path(path).name) == 1 else str(path)
+
+
+def split_off(task, examples: pd.DataFrame, cfg: TrainConfig, has_dev: bool):
+    """(training part, held-out part) of the training examples for ``--dev-split``: stratified by the task's
+    classes where it has them and every class can be split, the same for the same ``--seed``."""
+    from sklearn.model_selection import train_test_split
+
+    if has_dev:
+        raise KluekitError("--dev-split holds out part of --train as the dev set: give --dev or --dev-split, not both")
+    if not 0 < cfg.dev_split < 1:
+        raise KluekitError(f"--dev-split: {cfg.dev_split} must be between 0 and 1")
+    rows, strata = np.arange(len(examples)), task.strata(examples)
+    if strata is not None and np.bincount(strata).max(initial=0) and (np.bincount(strata)[np.unique(strata)] < 2).any():
+        log.warning("--dev-split: a class has a single example; the split is not stratified")
+        strata = None
+    try:
+        kept, held = train_test_split(rows, test_size=cfg.dev_split, random_state=cfg.seed, stratify=strata)
+    except ValueError as error:  # too few examples for the split asked for
+        raise KluekitError(f"--dev-split: {error}") from None
+    parts = []
+    for part in (np.sort(kept), np.sort(held)):
+        frame = examples.iloc[part].reset_index(drop=True)
+        frame.attrs = dict(examples.attrs)
+        parts.append(frame)
+    log.info("--dev-split %g: %d training, %d held-out examples", cfg.dev_split, len(parts[0]), len(parts[1]))
+    return parts
 
 
 class Evaluator:
@@ -101,6 +128,9 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
         train_examples = read_files(task, cfg.train, cfg.format)
         task.fit(train_examples)  # before dev is read: the training file may define the labels dev is checked against
         dev_files = [(dev_name(path, cfg.dev), path, task.read(path, cfg.format)) for path in cfg.dev]
+        if cfg.dev_split:
+            train_examples, held = split_off(task, train_examples, cfg, bool(cfg.dev))
+            dev_files = [("dev-split", cfg.train[0], held)]
     else:
         train_examples, held = examples
         task.fit(train_examples)
@@ -122,7 +152,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     if main and not cfg.resume:
         run.write_info(task, cfg, data, {**extra, **task.data_record(), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                                          "train_examples_after_augment": len(train_set)})
-    log.info("training %s on %d examples (%d after augmentation), %s", cfg.model, len(train_examples), len(train_set),
+    log.info("training %s on %d examples (%d training items), %s", cfg.model, len(train_examples), len(train_set),
              " then ".join(f"{s.name}: {s.cfg.epochs:g} epochs x batch {s.cfg.batch_size}" for s in stages))
     save = lambda trained: run.save_model(lambda folder: task.save_model(trained, tokenizer, folder))  # noqa: E731
     return run_stages(model, stages, run, cfg, evaluator, save, main)

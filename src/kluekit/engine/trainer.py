@@ -50,6 +50,11 @@ def use_cuda_graphs(cfg, device_type: str, precision: str) -> bool:
     return cfg.cuda_graphs and device_type == "cuda" and world == 1 and precision in ("fp32", "bf16")
 
 
+def real_tokens(batch: dict) -> int:
+    """Tokens of a (CPU) batch that are not padding: the sum of its attention masks (one per text column)."""
+    return int(sum(tensor.sum() for name, tensor in batch.items() if name.endswith("attention_mask")))
+
+
 class Trainer:
     """Trains ``model`` through one stage and returns its record (``fit``).
 
@@ -68,7 +73,7 @@ class Trainer:
         self.evaluator, self.save_best, self.stage, self.keep_best = evaluator, save_best, stage, keep_best
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
         self.precision = resolve_precision(cfg.precision, torch.device(device_type))
-        self.graphs = use_cuda_graphs(cfg, device_type, self.precision)
+        self.graphs = use_cuda_graphs(cfg, device_type, self.precision) and getattr(step, "cuda_graphs", True)
         # with graphs, autocast runs inside the captured step (GraphedSteps), not around the model
         self.accelerator = Accelerator(mixed_precision="no" if self.graphs or self.precision == "fp32" else self.precision,
                                        cpu=device_type == "cpu")
@@ -84,7 +89,8 @@ class Trainer:
         self.graphed = GraphedSteps(self.model, step.forward, step.loss, cfg.batch_size, self.precision,
                                     cfg.grad_accum) if self.graphs else None
         self.state = {"stage": stage, "global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
-                      "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "carry": carry or {}}
+                      "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "train_tokens_seen": 0,
+                      "carry": carry or {}}
         self.best_outputs = None  # the evaluator's outputs for the kept model (not saved in checkpoints)
 
     @property
@@ -138,6 +144,7 @@ class Trainer:
                                                  pin_memory=acc.device.type == "cuda", generator=torch.Generator())
             started = time.perf_counter()
             for index, batch in enumerate(loader, state["batch"]):
+                state["train_tokens_seen"] += real_tokens(batch) * acc.num_processes
                 update = (index + 1) % cfg.grad_accum == 0 or index + 1 == len(batches)
                 loss = self.train_step({k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}, update)
                 state["train_examples_seen"] += len(batches[index]) * acc.num_processes
@@ -223,6 +230,7 @@ class Trainer:
                   "history": state["history"], "train_seconds": round(state["train_seconds"], 3),
                   "train_examples_seen": state["train_examples_seen"],
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
+                  "train_tokens_per_s": round(state.get("train_tokens_seen", 0) / max(state["train_seconds"], 1e-9), 1),
                   "total_steps": self.total_steps, "warmup_steps": self.warmup, "precision": self.precision,
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():

@@ -6,6 +6,7 @@ from ..errors import KluekitError
 from .base import Task
 from .biencoder import BiencoderTask
 from .classify import ClassifyTask
+from .mlm import MLMTask
 from .ner import NERTask
 from .re import RETask
 from .sts import STSTask
@@ -16,6 +17,7 @@ TASKS: dict[str, type[Task]] = {
     ClassifyTask.name: ClassifyTask,
     NERTask.name: NERTask,
     BiencoderTask.name: BiencoderTask,
+    MLMTask.name: MLMTask,
 }
 
 

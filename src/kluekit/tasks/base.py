@@ -53,6 +53,8 @@ class Task:
     special_tokens: tuple[str, ...] = ()  # added to the tokenizer (embeddings resized)
     fills_sample_submission: bool = True  # write_predictions can fill a sample submission's target column
     onnx_output: str = "logits"           # the model output an ONNX export returns
+    verbs: tuple[str, ...] = ("train", "evaluate", "predict")  # the CLI verbs the task is offered under
+    cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()
@@ -78,6 +80,12 @@ class Task:
         """Tokenize in one batched call; add ``labels`` when the examples carry them. Keys starting with
         ``_`` are for the task's own use in ``outputs`` and never reach the model."""
         raise NotImplementedError
+
+    def texts(self, examples: pd.DataFrame) -> list[str]:
+        """The input texts of the examples, labels left out (language-model pre-training on a task's files)."""
+        from ..errors import KluekitError
+
+        raise KluekitError(f"--from-task: {self.name} files hold no text to pre-train on")
 
     def strata(self, examples: pd.DataFrame) -> np.ndarray | None:
         """Class ids that k-fold splits keep in proportion (stratified), or None for plain k-fold."""

@@ -78,6 +78,9 @@ class ClassifyTask(Task):
             label_ids(frame, self.labels, path)  # unknown labels fail here, before any model is loaded
         return frame
 
+    def texts(self, examples):
+        return examples["text"].tolist() + (examples["text_pair"].tolist() if "text_pair" in examples else [])
+
     def fit(self, train_examples):
         if not self.labels:
             self.labels = label_set(train_examples["label"])

@@ -49,6 +49,9 @@ class NERTask(Task):
             self.tag_ids(frame)  # unknown tags fail here, before any model is loaded
         return frame
 
+    def texts(self, examples):
+        return examples["sentence"].tolist()
+
     def fit(self, train_examples):
         if not self.labels:
             self.labels = ner_label_set(train_examples["tags"])

@@ -84,6 +84,9 @@ class RETask(Task):
             log.warning("skipped %s", message)
         return frame
 
+    def texts(self, examples):
+        return examples["sentence"].tolist()
+
     def fit(self, train_examples):
         """Balanced class weights n / (C * count), as scikit-learn's 'balanced' (absent classes: 1)."""
         counts = np.bincount(train_examples["label_id"].to_numpy(), minlength=len(self.labels)).astype(np.float64)

@@ -46,6 +46,9 @@ class STSTask(Task):
             check_labeled(frame)
         return frame
 
+    def texts(self, examples):
+        return examples["sentence1"].tolist() + examples["sentence2"].tolist()
+
     def augment(self, examples):
         if not self.options.swap_augment:
             return examples

@@ -1,0 +1,110 @@
+"""Masked-LM data: documents packed into fixed-length blocks, and masks drawn over tokens or whole words.
+
+``pack_blocks`` tokenizes every document once (one batched call), joins them with the separator token and cuts
+the stream into blocks of ``max_length`` (``[CLS] ... [SEP]``); each token records whether it starts a word
+(the text before it is a space: Korean eojeol boundaries). ``mask_tokens`` picks ``probability`` of the
+tokens (or of the words) that are not special, and replaces 80% of them with the mask token, 10% with a
+random token and keeps 10%, as BERT did; ``MaskingCollator`` does it anew for every training batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from ..errors import KluekitError
+
+
+def pack_blocks(tokenizer, texts: list[str], max_length: int) -> dict[str, list]:
+    """Blocks of at most ``max_length`` tokens over all documents, with ``word_starts`` flags."""
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls is None or sep is None:
+        raise KluekitError("the tokenizer has no [CLS]/[SEP] (or <s>/</s>) tokens to frame blocks with")
+    if not tokenizer.is_fast:
+        raise KluekitError("masked-LM packing needs a fast tokenizer (character offsets for word boundaries)")
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.concatenate([word_starts(spans) for spans in offsets]) if len(flat) else np.zeros(0, bool)
+    ends = np.cumsum(lengths)
+    stream = np.insert(flat, ends, sep)  # a separator after every document
+    flags = np.insert(starts, ends, True)
+    content = max_length - 2
+    if content < 1:
+        raise KluekitError(f"--max-length: {max_length} leaves no room between [CLS] and [SEP]")
+    cuts = range(0, len(stream), content)
+    blocks = [[cls, *stream[i:i + content].tolist(), sep] for i in cuts]
+    return {"input_ids": blocks, "attention_mask": [[1] * len(block) for block in blocks],
+            "word_starts": [[1, *flags[i:i + content].astype(int).tolist(), 1] for i in cuts]}
+
+
+def word_starts(spans) -> np.ndarray:
+    """For one document's token offsets: True where a token starts a word (the first token, or a gap before it)."""
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    flags = np.ones(len(spans), dtype=bool)
+    flags[1:] = spans[1:, 0] > spans[:-1, 1]
+    return flags
+
+
+def mask_tokens(input_ids: torch.Tensor, word_start: torch.Tensor, special: torch.Tensor, mask_id: int, vocab: int,
+                probability: float, whole_word: bool, generator: torch.Generator | None = None):
+    """(masked input ids, labels with -100 where nothing is predicted) for a padded batch."""
+    rows, length = input_ids.shape
+    if whole_word:
+        word = torch.cumsum(word_start.long(), dim=1)  # the word index of every token, from 1
+        chosen = torch.rand(rows, length + 1, generator=generator) < probability
+        masked = chosen.gather(1, word)
+    else:
+        masked = torch.rand(rows, length, generator=generator) < probability
+    masked &= ~special
+    labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+    draw = torch.rand(rows, length, generator=generator)
+    random_ids = torch.randint(vocab, (rows, length), generator=generator)
+    ids = torch.where(masked & (draw < 0.8), torch.full_like(input_ids, mask_id), input_ids)
+    ids = torch.where(masked & (draw >= 0.8) & (draw < 0.9), random_ids, ids)
+    return ids, labels
+
+
+class MaskingCollator:
+    """Pads a batch of blocks; masks it dynamically (the torch generator: exact on resume), or keeps the fixed
+    masks and labels that held-out blocks carry."""
+
+    def __init__(self, tokenizer, probability: float, whole_word: bool, pad_to_multiple_of: int | None = None):
+        self.tokenizer, self.probability, self.whole_word = tokenizer, probability, whole_word
+        self.multiple = pad_to_multiple_of
+        self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+
+    def pad(self, items: list[dict], key: str, value: int) -> torch.Tensor:
+        length = max(len(item[key]) for item in items)
+        if self.multiple:
+            length = -(-length // self.multiple) * self.multiple
+        return torch.tensor([item[key] + [value] * (length - len(item[key])) for item in items])
+
+    def __call__(self, items: list[dict]) -> dict:
+        pad = self.tokenizer.pad_token_id or 0
+        ids, attention = self.pad(items, "input_ids", pad), self.pad(items, "attention_mask", 0)
+        if "labels" in items[0]:
+            return {"input_ids": ids, "attention_mask": attention, "labels": self.pad(items, "labels", -100)}
+        special = torch.isin(ids, self.special) | (attention == 0)
+        ids, labels = mask_tokens(ids, self.pad(items, "word_starts", 1), special, self.tokenizer.mask_token_id,
+                                  len(self.tokenizer), self.probability, self.whole_word)
+        return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+
+
+def fixed_masks(features: dict[str, list], tokenizer, probability: float, whole_word: bool, seed: int = 0) -> dict:
+    """One set of masks for held-out blocks (the same in every evaluation): masked ``input_ids`` and ``labels``."""
+    collator = MaskingCollator(tokenizer, probability, whole_word)
+    items = [dict(zip(features, values)) for values in zip(*features.values())]
+    if not items:
+        return {"labels": []}
+    ids, attention = collator.pad(items, "input_ids", tokenizer.pad_token_id or 0), collator.pad(items, "attention_mask", 0)
+    special = torch.isin(ids, collator.special) | (attention == 0)
+    generator = torch.Generator().manual_seed(seed)
+    masked, labels = mask_tokens(ids, collator.pad(items, "word_starts", 1), special, tokenizer.mask_token_id,
+                                 len(tokenizer), probability, whole_word, generator)
+    lengths = [len(block) for block in features["input_ids"]]
+    return {"input_ids": [row[:n] for row, n in zip(masked.tolist(), lengths)],
+            "labels": [row[:n] for row, n in zip(labels.tolist(), lengths)]}
