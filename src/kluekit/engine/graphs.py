@@ -119,6 +119,7 @@ class GraphedSteps:
         except Exception as error:  # a model or loss that cannot be captured trains eagerly
             self.failed = True
             log.warning("CUDA graphs off (capture failed: %s); training eagerly", str(error).splitlines()[0])
+            check_cuda_usable(error)
             return None
         finally:
             torch.cuda.synchronize()
@@ -129,6 +130,19 @@ class GraphedSteps:
             except RuntimeError as error:  # a generator the graph holds may refuse: the run stays valid, less exact
                 log.debug("random state not restored after capture: %s", error)
         return graph, static_batch, static_loss.detach()
+
+
+def check_cuda_usable(error: Exception) -> None:
+    """A capture that broke off (a synchronising op inside it) can leave CUDA's random generator in capture
+    mode, so that the next dropout fails far from the cause: stop now with the way out instead."""
+    try:
+        torch.nn.functional.dropout(torch.ones(8, device="cuda"), 0.5)
+        torch.cuda.synchronize()
+    except RuntimeError:
+        from ..errors import KluekitError
+
+        raise KluekitError(f"CUDA graph capture failed ({str(error).splitlines()[0]}) and left CUDA unusable for "
+                           "this process; run again with --no-cuda-graphs") from None
 
 
 class BucketPadding:

@@ -59,6 +59,7 @@ class MLMTask(Task):
     greater_is_better = False
     Options = MLMOptions
     verbs = ("pretrain",)
+    cuda_graphs = False  # the head's input is the masked positions: a shape that changes with every batch
     fills_sample_submission = False
 
     def __init__(self, options=None, labels=None):
