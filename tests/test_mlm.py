@@ -180,6 +180,9 @@ def test_fill_mask_prints_and_writes_top_k(tiny_model, tmp_path, capsys):
     assert len(frame) == 3 + 2 * 3 and set(frame["rank"]) == {1, 2, 3}
     assert (frame.groupby(["text_id", "mask"])["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
     assert "0: 오늘 [MASK] 좋다" in capsys.readouterr().out
+    assert cli.main(["fill-mask", "--model", str(tiny_model), "--text", "오늘 [MASK] 좋다", "--k", "2",
+                     "--output", str(out)]) == 0  # one sentence: the pipeline answers it unwrapped
+    assert len(pd.read_csv(out)) == 2
     assert cli.main(["fill-mask", "--model", str(tiny_model), "--text", "마스크가 없다"]) == 2
     assert "--text 1: no mask token ([MASK]) in '마스크가 없다'" in capsys.readouterr().err
 

@@ -68,8 +68,10 @@ def fill_mask(cfg: FillMaskOptions) -> list[dict]:
     texts = texts_of(cfg, tokenizer.mask_token)
     fill = pipeline("fill-mask", model=model, tokenizer=tokenizer, top_k=cfg.k,
                     device=0 if torch.cuda.is_available() else -1)
+    answers = fill(texts, batch_size=cfg.batch_size)
+    answers = [answers] if len(texts) == 1 else answers  # the pipeline unwraps a single input
     rows = []
-    for text_id, (text, answer) in enumerate(zip(texts, fill(texts, batch_size=cfg.batch_size))):
+    for text_id, (text, answer) in enumerate(zip(texts, answers)):
         masks = answer if answer and isinstance(answer[0], list) else [answer]  # one list per mask
         print(f"{text_id}: {text}")
         for mask, candidates in enumerate(masks):
