@@ -120,38 +120,49 @@ def train_run(task, cfg: TrainConfig, examples=None, extra: dict | None = None) 
         raise
 
 
+def read_data(task, cfg: TrainConfig, examples=None) -> tuple[pd.DataFrame, list[tuple[str, str, pd.DataFrame]]]:
+    """(training examples, dev sets as (name, path, examples)): read from ``cfg.train``/``cfg.dev`` (or a
+    ``--dev-split`` of the training examples), or the (train, held-out) ``examples`` k-fold gives."""
+    if examples is not None:
+        train, held = examples
+        task.fit(train)
+        return train, [] if held is None else [("held-out", cfg.train[0], held)]
+    train = read_files(task, cfg.train, cfg.format)
+    task.fit(train)  # before dev is read: the training file may define the labels dev is checked against
+    dev_files = [(dev_name(path, cfg.dev), path, task.read(path, cfg.format)) for path in cfg.dev]
+    if cfg.dev_split:
+        train, held = split_off(task, train, cfg, bool(cfg.dev))
+        dev_files = [("dev-split", cfg.train[0], held)]
+    return train, dev_files
+
+
+def data_files(cfg: TrainConfig, train: pd.DataFrame, dev_files: list) -> dict:
+    """The run record's data files: role -> (path, rows), or a list of those for several files."""
+    rows = train.attrs.get("file_rows", [len(train)])
+    data = {"train": list(zip(cfg.train, rows)) if len(cfg.train) > 1 else (cfg.train[0], len(train))}
+    if dev_files:
+        described = [(path, len(frame)) for _, path, frame in dev_files]
+        data["dev"] = described if len(described) > 1 else described[0]
+    return data
+
+
 def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dict) -> dict:
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    if examples is None:
-        train_examples = read_files(task, cfg.train, cfg.format)
-        task.fit(train_examples)  # before dev is read: the training file may define the labels dev is checked against
-        dev_files = [(dev_name(path, cfg.dev), path, task.read(path, cfg.format)) for path in cfg.dev]
-        if cfg.dev_split:
-            train_examples, held = split_off(task, train_examples, cfg, bool(cfg.dev))
-            dev_files = [("dev-split", cfg.train[0], held)]
-    else:
-        train_examples, held = examples
-        task.fit(train_examples)
-        dev_files = [] if held is None else [("held-out", cfg.train[0], held)]
+    train_examples, dev_files = read_data(task, cfg, examples)
     tokenizer, model = task.build_model(cfg.model)
     max_length = task.max_length(model, cfg.max_length)
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
     dev_sets = [(name, frame, task.encode(frame, tokenizer, max_length)) for name, _, frame in dev_files]
     stages = task.stages(cfg, tokenizer, model, max_length) + [main_stage(task, cfg, tokenizer, train_set)]
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     evaluator = Evaluator(task, tokenizer, dev_sets, cfg.eval_batch_size, device,
                           resolve_precision(cfg.precision, device), progress=main) if dev_sets else None
-    rows = train_examples.attrs.get("file_rows", [len(train_examples)])
-    data = {"train": list(zip(cfg.train, rows)) if len(cfg.train) > 1 else (cfg.train[0], len(train_examples))}
-    if dev_files:
-        data["dev"] = [(path, len(frame)) for _, path, frame in dev_files] if len(dev_files) > 1 \
-            else (dev_files[0][1], len(dev_files[0][2]))
     if main and not cfg.resume:
-        run.write_info(task, cfg, data, {**extra, **task.data_record(), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-                                         "train_examples_after_augment": len(train_set)})
+        run.write_info(task, cfg, data_files(cfg, train_examples, dev_files),
+                       {**extra, **task.data_record(), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                        "train_examples_after_augment": len(train_set)})
     log.info("training %s on %d examples (%d training items), %s", cfg.model, len(train_examples), len(train_set),
              " then ".join(f"{s.name}: {s.cfg.epochs:g} epochs x batch {s.cfg.batch_size}" for s in stages))
     save = lambda trained: run.save_model(lambda folder: task.save_model(trained, tokenizer, folder))  # noqa: E731
