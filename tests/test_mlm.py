@@ -36,7 +36,7 @@ def test_packing_keeps_every_token_in_order_with_document_separators(tokenizer):
     assert all(len(b) <= 8 and b[0] == cls and b[-1] == sep for b in blocks["input_ids"])
     assert all(len(b) == 8 for b in blocks["input_ids"][:-1])  # only the last block is short
     stream = [t for b in blocks["input_ids"] for t in b[1:-1]]
-    expected = [t for doc in DOCS for t in tokenizer(doc, add_special_tokens=False)["input_ids"] + [sep]]
+    expected = [t for doc in DOCS for t in tokenizer(doc, add_special_tokens=False)["input_ids"] + [sep]][:-1]
     assert stream == expected
     assert [len(w) for w in blocks["word_starts"]] == [len(b) for b in blocks["input_ids"]]
     first = tokenizer(DOCS[0], add_special_tokens=False, return_offsets_mapping=True)
@@ -82,6 +82,12 @@ def test_held_out_masks_are_fixed(tokenizer):
     batch = MaskingCollator(tokenizer, 0.15, False)([{"input_ids": i, "attention_mask": [1] * len(i), "labels": l}
                                                       for i, l in zip(first["input_ids"], first["labels"])])
     assert batch["labels"].tolist()[0][:len(first["labels"][0])] == first["labels"][0]  # kept, not masked again
+
+
+def test_every_held_out_block_has_a_masked_token(tokenizer):
+    blocks = pack_blocks(tokenizer, ["가나", "다라", "마바"], max_length=4)  # tiny blocks: most draw no mask at 15%
+    labels = fixed_masks(blocks, tokenizer, 0.15, False)["labels"]
+    assert all(any(label != -100 for label in row) for row in labels)
 
 
 def test_the_head_runs_on_masked_positions_only(tiny_model, tokenizer):

@@ -1,6 +1,6 @@
 """Masked-LM data: documents packed into fixed-length blocks, and masks drawn over tokens or whole words.
 
-``pack_blocks`` tokenizes every document once (one batched call), joins them with the separator token and cuts
+``pack_blocks`` tokenizes every document once (one batched call), joins them with the separator token between and cuts
 the stream into blocks of ``max_length`` (``[CLS] ... [SEP]``); each token records whether it starts a word
 (the text before it is a space: Korean eojeol boundaries). ``mask_tokens`` picks ``probability`` of the
 tokens (or of the words) that are not special, and replaces 80% of them with the mask token, 10% with a
@@ -30,8 +30,8 @@ def pack_blocks(tokenizer, texts: list[str], max_length: int) -> dict[str, list]
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
     starts = np.concatenate([word_starts(spans) for spans in offsets]) if len(flat) else np.zeros(0, bool)
     ends = np.cumsum(lengths)
-    stream = np.insert(flat, ends, sep)  # a separator after every document
-    flags = np.insert(starts, ends, True)
+    stream = np.insert(flat, ends[:-1], sep)  # a separator between documents
+    flags = np.insert(starts, ends[:-1], True)
     content = max_length - 2
     if content < 1:
         raise KluekitError(f"--max-length: {max_length} leaves no room between [CLS] and [SEP]")
@@ -105,6 +105,12 @@ def fixed_masks(features: dict[str, list], tokenizer, probability: float, whole_
     generator = torch.Generator().manual_seed(seed)
     masked, labels = mask_tokens(ids, collator.pad(items, "word_starts", 1), special, tokenizer.mask_token_id,
                                  len(tokenizer), probability, whole_word, generator)
+    empty = ((labels != -100).sum(dim=1) == 0) & (~special).any(dim=1)  # a short block that drew no mask
+    if empty.any():  # gets its first token masked, so that every held-out block counts
+        rows = empty.nonzero()[:, 0]
+        first = (~special[rows]).float().argmax(dim=1)
+        labels[rows, first] = ids[rows, first]
+        masked[rows, first] = tokenizer.mask_token_id
     lengths = [len(block) for block in features["input_ids"]]
     return {"input_ids": [row[:n] for row, n in zip(masked.tolist(), lengths)],
             "labels": [row[:n] for row, n in zip(labels.tolist(), lengths)]}
