@@ -209,3 +209,23 @@ def test_dev_split_holds_out_a_stratified_share(tmp_path, capsys):
 
     with pytest.raises(KluekitError, match="give --dev or --dev-split, not both"):
         split_off(task, frame, TrainConfig(train=["x"], dev_split=0.2), has_dev=True)
+
+
+def test_a_killed_pretraining_resumes_to_the_same_model(tiny_model, sts_slice, tmp_path):
+    """Dynamic masks come from torch's generator, which the checkpoint restores: SIGKILL, --resume, same end."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["pretrain", "mlm", "--model", str(tiny_model), "--from-task", "sts", "--train", str(sts_slice),
+            "--dev-split", "0.1", "--max-steps", "24", "--eval-steps", "8", "--batch-size", "16", "--max-length", "64"]
+    assert cli.main([*args, "--output-dir", str(tmp_path / "whole")]) == 0
+    kill = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_at_step.py"
+    killed = subprocess.run([sys.executable, str(kill), "12", *args, "--output-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert cli.main([*args, "--output-dir", str(tmp_path / "run"), "--resume"]) == 0
+    whole, resumed = (json.loads((tmp_path / name / "metrics.json").read_text())["history"] for name in ("whole", "run"))
+    assert resumed == whole and len(whole) == 3
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
