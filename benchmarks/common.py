@@ -25,6 +25,18 @@ def benchmark_parser(doc: str, train: str, dev: str, name: str) -> argparse.Argu
     return parser
 
 
+def task_texts(shared: Path, sources: dict[str, tuple[str, str | None]]) -> list[str]:
+    """The input texts (no labels) of shared task files: ``{path under data/: (task, classify preset or None)}``."""
+    from kluekit.tasks import get_task_class
+
+    texts = []
+    for rel, (name, preset) in sources.items():
+        task_class = get_task_class(name)
+        task = task_class(task_class.Options(preset=preset)) if preset else task_class()
+        texts += task.texts(task.read(shared / "data" / rel, require_labels=False))
+    return texts
+
+
 def flatten(figures: dict, prefix: str = "") -> dict:
     """Nested dicts as flat keys: {"a": {"b": 1}} -> {"a_b": 1} (results files keep flat keys)."""
     flat = {}

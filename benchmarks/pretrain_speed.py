@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, write_results
+from common import ROOT, SHARED, task_texts, write_results
 
 PEAK_BF16 = 989.4e12
 BLOCK, BATCH = 128, 64
@@ -37,13 +37,7 @@ TEXT_FILES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_trai
 
 def corpus(shared: Path, out: Path) -> Path:
     """The Korean text of the shared task files, one document a line."""
-    from kluekit.tasks import get_task_class
-
-    texts = []
-    for rel, (name, preset) in TEXT_FILES.items():
-        task_class = get_task_class(name)
-        task = task_class(task_class.Options(preset=preset)) if preset else task_class()
-        texts += task.texts(task.read(shared / "data" / rel, require_labels=False))
+    texts = task_texts(shared, TEXT_FILES)
     out.write_text("\n".join(t.replace("\n", " ") for t in texts if t.strip()) + "\n", encoding="utf-8")
     return out
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import ROOT, SHARED, write_results
+from common import ROOT, SHARED, task_texts, write_results
 
 YNAT = ["--preset", "ynat", "--epochs", "3", "--batch-size", "64", "--learning-rate", "1e-4", "--max-length", "64"]
 SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.tsv": ("classify", "ynat"),
@@ -36,13 +36,7 @@ def kluekit(*args: str) -> None:
 
 def korean_text(shared: Path, out: Path) -> Path:
     """One document a line: the task files' input texts and the KorQuAD paragraphs."""
-    from kluekit.tasks import get_task_class
-
-    texts = []
-    for rel, (name, preset) in SOURCES.items():
-        task_class = get_task_class(name)
-        task = task_class(task_class.Options(preset=preset)) if preset else task_class()
-        texts += task.texts(task.read(shared / "data" / rel, require_labels=False))
+    texts = task_texts(shared, SOURCES)
     korquad = json.loads((shared / "data/korquad/KorQuAD_v1.0_dev.json").read_text(encoding="utf-8"))
     texts += [p["context"] for article in korquad["data"] for p in article["paragraphs"]]
     out.write_text("\n".join(" ".join(t.split()) for t in texts if t.strip()) + "\n", encoding="utf-8")
