@@ -6,7 +6,7 @@ sentence-transformers' ``CrossEncoder.predict``, side by side in one process, on
 - Threads: torch and ONNX Runtime both limited to --threads (2).
 - Speed: the first --pairs (2,000) pairs of the KLUE-STS train file (the labelled dev has only 519), in file
   order. A kluekit path is what ``kluekit predict`` does once the model is loaded: tokenize (``task.encode``),
-  ``predict_logits`` (batches of --batch-size, by default kluekit's CPU default of 16, sorted by length,
+  ``predict_raw`` (batches of --batch-size, by default kluekit's CPU default of 16, sorted by length,
   dynamic padding) and ``task.outputs`` (0-5 clip). CrossEncoder: ``CrossEncoder(run, max_length=<the run's max_length>, activation_fn=Identity())``
   and ``predict(pairs)`` with its default batch size (32; it sorts by length too). A num_labels=1
   CrossEncoder applies a sigmoid by default; kluekit's STS head is a raw regression output clipped to
