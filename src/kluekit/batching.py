@@ -24,8 +24,13 @@ def train_batches(lengths, batch_size: int, seed: int, epoch: int, shuffle: bool
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if group and shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
+    return [b.tolist() for b in shard(batches, rank, world)]
+
+
+def shard(batches: list, rank: int, world: int) -> list:
+    """This process's share of an epoch's batches: every ``world``-th from ``rank``, the same count for all."""
     usable = len(batches) - len(batches) % world if world > 1 else len(batches)
-    return [b.tolist() for b in batches[rank:usable:world]]
+    return batches[rank:usable:world]
 
 
 def sorted_batches(lengths, batch_size: int) -> list[list[int]]:

@@ -17,7 +17,8 @@ import sys
 
 from . import __version__
 from .config import EvaluateConfig, PredictConfig, TrainConfig, add_options, build, load_config_file, split_options
-from .errors import KluekitError, first_line
+from .data.io import write_reason
+from .errors import KluekitError
 from .tasks import TASKS
 
 VERBS = {
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as error:  # a disk or permission fault that no earlier check turned into a message
         where = f"{error.filename}: " if error.filename else ""
-        print(f"kluekit: error: {where}{(error.strerror or first_line(error)).lower()}", file=sys.stderr)
+        print(f"kluekit: error: {where}{write_reason(error)}", file=sys.stderr)
         return 2
     return 0
 

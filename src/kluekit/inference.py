@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import Features, sorted_batches
+from .batching import Features, ragged, sorted_batches
 from .errors import KluekitError
 
 
@@ -71,13 +71,10 @@ def predict_raw(task, model, tokenizer, features: dict[str, list], batch_size: i
         parts.append(task.batch_outputs(outputs, batch))
     model.train(was_training)
     order = np.concatenate([np.asarray(b) for b in batches]) if batches else np.zeros(0, int)
-    if parts and isinstance(parts[0], list):
-        rows = [row for part in parts for row in part]
-        result = np.empty(len(rows), dtype=object)
-        for position, row in zip(order, rows):
-            result[position] = row
-        return result
-    raw = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    if parts and isinstance(parts[0], list):  # per-example arrays of different lengths
+        raw = ragged(row for part in parts for row in part)
+    else:
+        raw = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     result = np.empty_like(raw)
     result[order] = raw
     return result

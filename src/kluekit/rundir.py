@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data.io import apply_umask, file_sha256, write_error, write_reason, write_text_atomic
+from .data.io import apply_umask, file_sha256, probe_write, write_error, write_reason, write_text_atomic
 from .engine.checkpoint import find_checkpoint, remove_checkpoints
 from .errors import KluekitError
 from .modeling import RUN_INFO
@@ -55,9 +55,7 @@ class RunDir:
         created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".kluekit-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_write(path)
         except OSError as error:
             raise KluekitError(f"--output-dir: cannot write {path}: {write_reason(error)}") from None
         run = cls(path)
@@ -129,8 +127,8 @@ class RunDir:
 
     def update_info(self, facts: dict) -> None:
         """Add ``facts`` to ``kluekit.json``."""
-        self.write_json(RUN_INFO, {**self.info, **facts})
         self._info = {**self.info, **facts}
+        self.write_json(RUN_INFO, self._info)
 
     def write_json(self, name: str, data: dict) -> None:
         write_json(self.path / name, data)

@@ -7,7 +7,6 @@ epoch), the evaluator over the dev files, the run directory and the saved model.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,8 +18,9 @@ import torch
 from .batching import Features, train_batches
 from .config import TrainConfig
 from .engine import Stage, Trainer, TrainData
+from .engine.checkpoint import read_progress
 from .errors import KluekitError
-from .inference import model_inputs, predict_raw, resolve_precision
+from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
 from .rundir import RunDir
 
 log = logging.getLogger("kluekit")
@@ -96,7 +96,7 @@ def main_stage(task, cfg: TrainConfig, tokenizer, train_set: Features) -> Stage:
         return train_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch, cfg.shuffle, cfg.group_by_length,
                              rank, world)
 
-    collate = task.collator(tokenizer, 8 if torch.cuda.is_available() else None)
+    collate = task.collator(tokenizer, pad_multiple(resolve_device()))
     return Stage("train", task, TrainData(train_set, plan, collate, tokenizer.pad_token_id or 0), cfg)
 
 
@@ -156,7 +156,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
     dev_sets = [(name, frame, task.encode(frame, tokenizer, max_length)) for name, _, frame in dev_files]
     stages = task.stages(cfg, tokenizer, model, max_length) + [main_stage(task, cfg, tokenizer, train_set)]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     evaluator = Evaluator(task, tokenizer, dev_sets, cfg.eval_batch_size, device,
                           resolve_precision(cfg.precision, device), progress=main) if dev_sets else None
     if main and not cfg.resume:
@@ -176,8 +176,8 @@ def run_stages(model, stages: list[Stage], run: RunDir, cfg: TrainConfig, evalua
     names = [stage.name for stage in stages]
     start, carry = 0, {}
     if cfg.resume:
-        progress = json.loads((run.checkpoint() / "progress.json").read_text(encoding="utf-8"))
-        start = names.index(progress["stage"]) if progress.get("stage") in names else 0
+        stage = read_progress(run.checkpoint()).get("stage")
+        start = names.index(stage) if stage in names else 0
     for index, stage in enumerate(stages[start:], start):
         last = index == len(stages) - 1
         trainer = Trainer(model, stage.step, stage.data, stage.cfg, run.path, evaluator=evaluator,

@@ -203,11 +203,17 @@ def check_output_path(path: str | os.PathLike, option: str = "--output") -> None
     if not parent.is_dir():
         raise KluekitError(f"{option}: cannot create {path}: {parent} is a file")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".kluekit-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
+        probe_write(parent)
     except OSError as error:
         raise KluekitError(f"{option}: cannot write {path}: {write_reason(error)}") from None
+
+
+def probe_write(directory) -> None:
+    """Create and remove a file in ``directory``: an OSError where it cannot be written (permissions, a
+    read-only file system), found before any work is done."""
+    fd, probe = tempfile.mkstemp(prefix=".kluekit-probe-", dir=directory)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _new_mode(path: Path) -> int:

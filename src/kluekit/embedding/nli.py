@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from ..batching import Features
+from ..batching import Features, shard
 from ..data.io import file_sha256
 from ..data.nli_pairs import nli_triplets, read_nli
 from ..engine import Stage, TrainData
@@ -89,8 +89,7 @@ def nli_stage(model, tokenizer, cfg, options, triplets: list[Triplet], max_lengt
     dataset = Features(encode_columns(tokenizer, columns, max_length))
 
     def plan(epoch: int, rank: int, world: int) -> list[list[int]]:
-        batches = distinct_batches(triplets, options.nli_batch_size, cfg.seed, epoch)
-        return batches[rank:len(batches) - len(batches) % world if world > 1 else None:world]
+        return shard(distinct_batches(triplets, options.nli_batch_size, cfg.seed, epoch), rank, world)
 
     stage_cfg = dataclasses.replace(cfg, epochs=options.nli_epochs, batch_size=options.nli_batch_size,
                                     learning_rate=options.nli_learning_rate, max_steps=0, eval_steps=0)

@@ -34,6 +34,11 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def read_progress(folder: Path) -> dict:
+    """The progress record (stage, step, epoch, position, history) of a checkpoint folder."""
+    return json.loads((Path(folder) / PROGRESS).read_text(encoding="utf-8"))
+
+
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -95,7 +100,7 @@ def load_checkpoint(folder: Path, parts: dict, rank: int, device) -> dict:
     if rng.is_file():
         with open(rng, "rb") as handle:
             set_rng_state(pickle.load(handle))
-    return json.loads((folder / PROGRESS).read_text(encoding="utf-8"))
+    return read_progress(folder)
 
 
 def remove_checkpoints(run_dir: Path) -> None:

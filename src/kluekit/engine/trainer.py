@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..inference import resolve_precision
-from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import find_checkpoint, load_checkpoint, read_progress, save_checkpoint
 from .graphs import BucketPadding, GraphedSteps
 from .optim import make_optimizer, make_scheduler, warmup_steps
 
@@ -104,11 +104,7 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the run's checkpoint if it belongs to this stage; True if it did."""
         folder = find_checkpoint(self.run_dir)
-        if folder is None:
-            return False
-        import json
-
-        if json.loads((folder / "progress.json").read_text(encoding="utf-8")).get("stage", self.stage) != self.stage:
+        if folder is None or read_progress(folder).get("stage", self.stage) != self.stage:
             return False
         self.state = load_checkpoint(folder, self.parts(), self.accelerator.process_index, self.accelerator.device)
         log.info("%s: resumed from step %d (epoch %d, batch %d)", self.stage, self.state["global_step"],
@@ -118,7 +114,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train to ``total_steps``, evaluating (and checkpointing) every epoch or ``cfg.eval_steps``."""
         state, writer = self.state, None
-        if self.main and getattr(self.cfg, "tensorboard", True):
+        if self.main and self.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.run_dir / "logs"))
@@ -140,7 +136,7 @@ class Trainer:
             batches = self.data.plan(state["epoch"], acc.process_index, acc.num_processes)
             # a generator of its own: creating the iterator must not draw from torch's global one (dropout)
             loader = torch.utils.data.DataLoader(self.data.dataset, batch_sampler=batches[state["batch"]:],
-                                                 collate_fn=self.collate, num_workers=getattr(cfg, "num_workers", 0),
+                                                 collate_fn=self.collate, num_workers=cfg.num_workers,
                                                  pin_memory=acc.device.type == "cuda", generator=torch.Generator())
             started = time.perf_counter()
             for index, batch in enumerate(loader, state["batch"]):
@@ -230,7 +226,7 @@ class Trainer:
                   "history": state["history"], "train_seconds": round(state["train_seconds"], 3),
                   "train_examples_seen": state["train_examples_seen"],
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
-                  "train_tokens_per_s": round(state.get("train_tokens_seen", 0) / max(state["train_seconds"], 1e-9), 1),
+                  "train_tokens_per_s": round(state["train_tokens_seen"] / max(state["train_seconds"], 1e-9), 1),
                   "total_steps": self.total_steps, "warmup_steps": self.warmup, "precision": self.precision,
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():
