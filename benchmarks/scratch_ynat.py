@@ -6,7 +6,7 @@
 1. ``kluekit tokenizer train``: WordPiece (32,000 pieces) on the Korean text of ``../shared/data`` (KLUE-STS,
    YNAT titles, NSMC reviews, KLUE-RE and KLUE-NER sentences, KorQuAD contexts; the YNAT dev titles are left out).
 2. ``kluekit pretrain mlm --model-config small`` (BERT, 4 layers x 256) on the same text, 2% held out: a
-   30-step probe measures the speed, then ``--max-steps`` is set so that training takes ``--minutes``.
+   100-step probe measures the speed, then ``--max-steps`` is set so that training takes ``--minutes``.
 3. ``kluekit train classify --preset ynat`` from that model and from e5-small-ko, the recipe of
    ``classify_ner.py``; the figure is the dev macro-F1 after the last epoch.
 Writes ``benchmarks/results/<name>.json`` (``scratch_ynat_macro_f1``, held-out perplexity, the e5 figure).
@@ -62,9 +62,9 @@ def main() -> None:
     pretrain = ["pretrain", "mlm", "--model-config", str(size), "--tokenizer", str(work / "wordpiece"), "--train",
                 str(text), "--dev-split", "0.02", "--max-length", "128", "--batch-size", "128", "--learning-rate",
                 "5e-4", "--whole-word-mask", "--overwrite", "--no-tensorboard"]
-    kluekit(*pretrain, "--output-dir", str(work / "probe"), "--max-steps", "30")
+    kluekit(*pretrain, "--output-dir", str(work / "probe"), "--max-steps", "100")
     probe = json.loads((work / "probe/metrics.json").read_text())
-    steps = max(30, int(args.minutes * 60 / probe["train_seconds"] * probe["steps"]))
+    steps = max(100, int(args.minutes * 60 / probe["train_seconds"] * probe["steps"]))
     kluekit(*pretrain, "--output-dir", str(work / "bert"), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5)))
     pretrained = json.loads((work / "bert/metrics.json").read_text())
     scores = {}

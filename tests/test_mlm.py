@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from kluekit import cli
-from kluekit.tasks.masking import MaskingCollator, fixed_masks, pack_blocks
+from kluekit.tasks.masking import MaskingCollator, capacity, fixed_masks, pack_blocks
 from kluekit.tasks.mlm import MLMOptions, MLMTask
 
 DOCS = ["오늘 날씨가 정말 좋네요.", "숙소 위치는 찾기 쉬웠습니다.", "호스트가 매우 친절했습니다. 다음에도 꼭 오고 싶어요."]
@@ -28,6 +28,14 @@ def errors(capsys) -> list[str]:
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     return [line[line.index("kluekit:"):] if "kluekit:" in line else line for line in lines
             if "kluekit:" in line or "Traceback" in line]
+
+
+def label_matrix(batch: dict) -> torch.Tensor:
+    """The batch's masked positions as a (rows x length) matrix of labels, -100 elsewhere."""
+    labels = torch.full_like(batch["input_ids"], -100)
+    kept = batch["mask_labels"] != -100
+    labels[batch["mask_rows"][kept], batch["mask_cols"][kept]] = batch["mask_labels"][kept]
+    return labels
 
 
 def test_packing_keeps_every_token_in_order_with_document_separators(tokenizer):
@@ -51,10 +59,13 @@ def test_dynamic_masking_statistics(tokenizer):
     torch.manual_seed(0)
     batch = MaskingCollator(tokenizer, 0.15, whole_word=False)(items)
     original = torch.tensor([item["input_ids"] for item in items])
-    masked = batch["labels"] != -100
+    assert batch["mask_labels"].shape == (capacity(400 * 128, 0.15, False),)  # a fixed size for the batch shape
+    labels = label_matrix(batch)
+    masked = labels != -100
+    assert int(masked.sum()) == int((batch["mask_labels"] != -100).sum())  # no position twice
     assert masked[:, [0, -1]].sum() == 0  # [CLS] and [SEP] are never masked
     assert abs(masked.float().mean().item() * 128 / 126 - 0.15) < 0.005
-    assert torch.equal(batch["labels"][masked], original[masked])
+    assert torch.equal(labels[masked], original[masked])
     to_mask = (batch["input_ids"] == tokenizer.mask_token_id)[masked].float().mean().item()
     kept = (batch["input_ids"] == original)[masked].float().mean().item()
     assert abs(to_mask - 0.8) < 0.01 and abs(kept - 0.1) < 0.01 + 0.002  # a random pick may equal the original
@@ -66,7 +77,7 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tokenizer):
     items = [dict(zip(blocks, values)) for values in zip(*blocks.values())]
     torch.manual_seed(1)
     batch = MaskingCollator(tokenizer, 0.15, whole_word=True)(items)
-    for item, labels in zip(items, batch["labels"].tolist()):
+    for item, labels in zip(items, label_matrix(batch).tolist()):
         word = np.cumsum(item["word_starts"])
         chosen = {w for w, label in zip(word, labels) if label != -100}
         special = set(tokenizer.all_special_ids)
@@ -81,7 +92,8 @@ def test_held_out_masks_are_fixed(tokenizer):
     assert first == second and any(label != -100 for row in first["labels"] for label in row)
     batch = MaskingCollator(tokenizer, 0.15, False)([{"input_ids": i, "attention_mask": [1] * len(i), "labels": l}
                                                       for i, l in zip(first["input_ids"], first["labels"])])
-    assert batch["labels"].tolist()[0][:len(first["labels"][0])] == first["labels"][0]  # kept, not masked again
+    assert label_matrix(batch).tolist()[0][:len(first["labels"][0])] == first["labels"][0]  # kept, not masked again
+    assert bool((batch["mask_labels"] != -100).all())  # held-out batches: exactly their masked positions
 
 
 def test_every_held_out_block_has_a_masked_token(tokenizer):
@@ -95,14 +107,23 @@ def test_the_head_runs_on_masked_positions_only(tiny_model, tokenizer):
     model = AutoModelForMaskedLM.from_pretrained(tiny_model)
     blocks = pack_blocks(tokenizer, DOCS * 5, max_length=32)
     batch = task.collator(tokenizer)([dict(zip(blocks, values)) for values in zip(*blocks.values())])
-    outputs = task.forward(model, batch)
-    masked = int((batch["labels"] != -100).sum())
-    assert outputs.logits.shape == (masked, model.config.vocab_size)  # not (batch x length x vocabulary)
+    model.eval()
+    logits = task.forward(model, batch)
+    assert logits.shape == (len(batch["mask_labels"]), model.config.vocab_size)  # not (batch x length x vocabulary)
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    torch.testing.assert_close(outputs.logits, full[batch["labels"] != -100], atol=1e-5, rtol=1e-5)
-    loss = task.loss(outputs, batch)
-    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(full[batch["labels"] != -100],
-                                                                        batch["labels"][batch["labels"] != -100]))
+    torch.testing.assert_close(logits, full[batch["mask_rows"], batch["mask_cols"]], atol=1e-5, rtol=1e-5)
+    labels = label_matrix(batch)
+    expected = torch.nn.functional.cross_entropy(full[labels != -100], labels[labels != -100])
+    torch.testing.assert_close(task.loss(logits, batch), expected)
+    per_block = task.batch_outputs(logits, batch)
+    assert per_block[:, 1].tolist() == (labels != -100).sum(dim=1).float().tolist()
+    assert per_block[:, 0].sum() / per_block[:, 1].sum() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_capacity_holds_the_masks_of_a_batch():
+    assert capacity(16, 0.15, False) == 16  # small batches: every slot
+    size = capacity(256 * 128, 0.15, False)
+    assert 256 * 128 * 0.15 + 7 * (256 * 128 * 0.15 * 0.85) ** 0.5 < size <= 256 * 128 * 0.2 and size % 64 == 0
 
 
 @pytest.fixture(scope="module")

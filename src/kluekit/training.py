@@ -44,20 +44,26 @@ def dev_name(path: str, paths: list[str]) -> str:
 
 def split_off(task, examples: pd.DataFrame, cfg: TrainConfig, has_dev: bool):
     """(training part, held-out part) of the training examples for ``--dev-split``: stratified by the task's
-    classes where it has them and every class can be split, the same for the same ``--seed``."""
-    from sklearn.model_selection import train_test_split
+    classes where it has them and every class can be split, whole groups where it has groups (``task.groups``),
+    the same for the same ``--seed``."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     if has_dev:
         raise KluekitError("--dev-split holds out part of --train as the dev set: give --dev or --dev-split, not both")
     if not 0 < cfg.dev_split < 1:
         raise KluekitError(f"--dev-split: {cfg.dev_split} must be between 0 and 1")
-    rows, strata = np.arange(len(examples)), task.strata(examples)
-    if strata is not None and np.bincount(strata).max(initial=0) and (np.bincount(strata)[np.unique(strata)] < 2).any():
+    rows, strata, groups = np.arange(len(examples)), task.strata(examples), task.groups(examples)
+    if groups is None and strata is not None and np.bincount(strata).max(initial=0) \
+            and (np.bincount(strata)[np.unique(strata)] < 2).any():
         log.warning("--dev-split: a class has a single example; the split is not stratified")
         strata = None
     try:
-        kept, held = train_test_split(rows, test_size=cfg.dev_split, random_state=cfg.seed, stratify=strata)
-    except ValueError as error:  # too few examples for the split asked for
+        if groups is not None:  # whole groups (e.g. MRC articles) on one side
+            splitter = GroupShuffleSplit(1, test_size=cfg.dev_split, random_state=cfg.seed)
+            kept, held = next(splitter.split(rows, groups=groups))
+        else:
+            kept, held = train_test_split(rows, test_size=cfg.dev_split, random_state=cfg.seed, stratify=strata)
+    except ValueError as error:  # too few examples (or groups) for the split asked for
         raise KluekitError(f"--dev-split: {error}") from None
     parts = []
     for part in (np.sort(kept), np.sort(held)):
@@ -163,7 +169,8 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
         run.write_info(task, cfg, data_files(cfg, train_examples, dev_files),
                        {**extra, **task.data_record(), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                         "train_examples_after_augment": len(train_set)})
-    log.info("training %s on %d examples (%d training items), %s", cfg.model, len(train_examples), len(train_set),
+    log.info("training %s on %d examples (%d training items), %s", model.config._name_or_path or "a new model",
+             len(train_examples), len(train_set),
              " then ".join(f"{s.name}: {s.cfg.epochs:g} epochs x batch {s.cfg.batch_size}" for s in stages))
     save = lambda trained: run.save_model(lambda folder: task.save_model(trained, tokenizer, folder))  # noqa: E731
     return run_stages(model, stages, run, cfg, evaluator, save, main)

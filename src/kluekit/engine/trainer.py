@@ -50,6 +50,15 @@ def use_cuda_graphs(cfg, device_type: str, precision: str) -> bool:
     return cfg.cuda_graphs and device_type == "cuda" and world == 1 and precision in ("fp32", "bf16")
 
 
+WARM_STEPS = 10  # steps left out of the steady speed
+
+
+def compiled(forward):
+    """``forward`` through ``torch.compile`` (its kernels fused; compiled at the first batch of each shape)."""
+    log.info("compiling the training step (torch.compile): the first steps take a while")
+    return torch.compile(forward)
+
+
 def real_tokens(batch: dict) -> int:
     """Tokens of a (CPU) batch that are not padding: the sum of its attention masks (one per text column)."""
     return int(sum(tensor.sum() for name, tensor in batch.items() if name.endswith("attention_mask")))
@@ -86,12 +95,15 @@ class Trainer:
         self.scheduler = make_scheduler(optimizer, cfg.scheduler, self.warmup, self.total_steps)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.collate = BucketPadding(data.collate, data.pad_id) if self.graphs else data.collate
-        self.graphed = GraphedSteps(self.model, step.forward, step.loss, cfg.batch_size, self.precision,
+        self.forward = compiled(step.forward) if cfg.compile and device_type == "cuda" \
+            else step.forward
+        self.graphed = GraphedSteps(self.model, self.forward, step.loss, cfg.batch_size, self.precision,
                                     cfg.grad_accum) if self.graphs else None
         self.state = {"stage": stage, "global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
                       "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "train_tokens_seen": 0,
                       "carry": carry or {}}
         self.best_outputs = None  # the evaluator's outputs for the kept model (not saved in checkpoints)
+        self.first_step, self.warm = 0, None  # (train seconds, tokens) once WARM_STEPS steps of this process ran
 
     @property
     def unwrapped(self):
@@ -107,6 +119,7 @@ class Trainer:
         if folder is None or read_progress(folder).get("stage", self.stage) != self.stage:
             return False
         self.state = load_checkpoint(folder, self.parts(), self.accelerator.process_index, self.accelerator.device)
+        self.first_step = self.state["global_step"]
         log.info("%s: resumed from step %d (epoch %d, batch %d)", self.stage, self.state["global_step"],
                  self.state["epoch"], self.state["batch"])
         return True
@@ -149,6 +162,8 @@ class Trainer:
                 self.optimizer_step()
                 state["global_step"] += 1
                 progress.update(1)
+                if state["global_step"] - self.first_step == WARM_STEPS:  # compiling and capturing are behind
+                    self.warm = (state["train_seconds"] + self.elapsed(started), state["train_tokens_seen"])
                 if state["global_step"] % 10 == 0:
                     self.log_step(writer, progress, loss.item())
                 epoch_done = index + 1 == len(batches)
@@ -174,7 +189,7 @@ class Trainer:
             if self.graphed is not None:
                 return self.graphed(batch)
             with acc.autocast():
-                outputs = self.step.forward(self.model, batch)
+                outputs = self.forward(self.model, batch)
             loss = self.step.loss(outputs, batch)
             acc.backward(loss / self.cfg.grad_accum)
             return loss.detach()
@@ -219,6 +234,14 @@ class Trainer:
             self.save_best(self.unwrapped)
         self.accelerator.wait_for_everyone()
 
+    def steady(self) -> dict:
+        """Tokens per second after the first ``WARM_STEPS`` steps (compilation, graph capture, cuDNN/cuBLAS
+        start-up): the speed a long run keeps."""
+        if self.warm is None or self.state["train_seconds"] <= self.warm[0]:
+            return {}
+        seconds, tokens = self.state["train_seconds"] - self.warm[0], self.state["train_tokens_seen"] - self.warm[1]
+        return {"steady_tokens_per_s": round(tokens / seconds, 1)}
+
     def record(self) -> dict:
         """The stage's record: best dev metrics and step, every evaluation, throughput, peak GPU memory."""
         state = self.state
@@ -228,6 +251,7 @@ class Trainer:
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
                   "train_tokens_per_s": round(state["train_tokens_seen"] / max(state["train_seconds"], 1e-9), 1),
                   "total_steps": self.total_steps, "warmup_steps": self.warmup, "precision": self.precision,
+                  **self.steady(),
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():
             result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)

@@ -5,14 +5,23 @@ the stream into blocks of ``max_length`` (``[CLS] ... [SEP]``); each token recor
 (the text before it is a space: Korean eojeol boundaries). ``mask_tokens`` picks ``probability`` of the
 tokens (or of the words) that are not special, and replaces 80% of them with the mask token, 10% with a
 random token and keeps 10%, as BERT did; ``MaskingCollator`` does it anew for every training batch.
+
+A batch carries its masked positions as three flat tensors (``mask_rows``, ``mask_cols``, ``mask_labels``), so
+the language-model head runs on those positions only. For training they are padded to a fixed ``capacity`` of
+the batch's shape (the mean count plus 8 standard deviations), so every full batch has the same shapes: CUDA
+graphs can replay the step and nothing waits for the GPU to count the masks. Padding entries point at (0, 0)
+with label -100 (ignored); a batch that drew more masks than its capacity (beyond 8 standard deviations) loses
+the labels of the last ones.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import KluekitError
 
@@ -68,6 +77,24 @@ def mask_tokens(input_ids: torch.Tensor, word_start: torch.Tensor, special: torc
     return ids, labels
 
 
+def capacity(tokens: int, probability: float, whole_word: bool) -> int:
+    """Masked positions kept for a batch of ``tokens`` token slots: mean + 8 standard deviations (x3 for whole
+    words, whose counts spread more), rounded up to a multiple of 64, at most ``tokens``."""
+    spread = 8 * math.sqrt(tokens * probability * (1 - probability)) * (3 if whole_word else 1)
+    return min(tokens, -(-math.ceil(tokens * probability + spread) // 64) * 64)
+
+
+def masked_positions(labels: torch.Tensor, size: int | None = None) -> dict[str, torch.Tensor]:
+    """Rows, columns and labels of the positions of ``labels`` that are not -100, padded (or cut) to ``size``."""
+    rows, cols = (labels != -100).nonzero(as_tuple=True)
+    targets = labels[rows, cols]
+    if size is not None:
+        extra = size - len(rows)
+        rows, cols, targets = (F.pad(t[:size], (0, max(extra, 0)), value=v)
+                               for t, v in ((rows, 0), (cols, 0), (targets, -100)))
+    return {"mask_rows": rows, "mask_cols": cols, "mask_labels": targets}
+
+
 class MaskingCollator:
     """Pads a batch of blocks; masks it dynamically (the torch generator: exact on resume), or keeps the fixed
     masks and labels that held-out blocks carry."""
@@ -86,12 +113,13 @@ class MaskingCollator:
     def __call__(self, items: list[dict]) -> dict:
         pad = self.tokenizer.pad_token_id or 0
         ids, attention = self.pad(items, "input_ids", pad), self.pad(items, "attention_mask", 0)
-        if "labels" in items[0]:
-            return {"input_ids": ids, "attention_mask": attention, "labels": self.pad(items, "labels", -100)}
+        if "labels" in items[0]:  # held-out blocks: their fixed masks, every position counted
+            return {"input_ids": ids, "attention_mask": attention, **masked_positions(self.pad(items, "labels", -100))}
         special = torch.isin(ids, self.special) | (attention == 0)
         ids, labels = mask_tokens(ids, self.pad(items, "word_starts", 1), special, self.tokenizer.mask_token_id,
                                   len(self.tokenizer), self.probability, self.whole_word)
-        return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+        size = capacity(ids.numel(), self.probability, self.whole_word)
+        return {"input_ids": ids, "attention_mask": attention, **masked_positions(labels, size)}
 
 
 def fixed_masks(features: dict[str, list], tokenizer, probability: float, whole_word: bool, seed: int = 0) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -59,7 +58,6 @@ class MLMTask(Task):
     greater_is_better = False
     Options = MLMOptions
     verbs = ("pretrain",)
-    cuda_graphs = False  # the head's input is the masked positions: a shape that changes with every batch
     fills_sample_submission = False
 
     def __init__(self, options=None, labels=None):
@@ -161,30 +159,28 @@ class MLMTask(Task):
 
     def forward(self, model, batch):
         """The encoder on the whole batch, the language-model head on its masked positions only."""
-        body = model.base_model
-        hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        positions = batch["labels"] != -100
+        rows, cols = batch["mask_rows"], batch["mask_cols"]
         head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
         if head is None:  # a masked-LM class of another layout: its own forward (vocabulary-sized for every token)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[positions]
-        else:
-            logits = head(hidden[positions])
-        return SimpleNamespace(logits=logits, positions=positions)
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[rows, cols]
+        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return head(hidden.last_hidden_state[rows, cols])
+
+    def token_losses(self, logits, batch) -> torch.Tensor:
+        """Cross-entropy of every masked position (0 for the padding entries)."""
+        return F.cross_entropy(logits.float(), batch["mask_labels"], ignore_index=-100, reduction="none")
 
     def loss(self, outputs, batch):
-        targets = batch["labels"][outputs.positions]
-        if targets.numel() == 0:
-            return outputs.logits.sum() * 0.0
-        return F.cross_entropy(outputs.logits.float(), targets)
+        counted = (batch["mask_labels"] != -100).sum().clamp(min=1)  # no host sync: CUDA graphs replay this
+        return self.token_losses(outputs, batch).sum() / counted
 
     def batch_outputs(self, outputs, batch):
         """Per block: (summed loss of its masked tokens, their count)."""
-        targets = batch["labels"][outputs.positions]
-        losses = F.cross_entropy(outputs.logits.float(), targets, reduction="none")
-        rows = outputs.positions.nonzero()[:, 0]
-        sums = torch.zeros(len(batch["input_ids"]), device=losses.device).index_add_(0, rows, losses)
-        counts = outputs.positions.sum(dim=1).float()
-        return torch.stack([sums, counts], dim=1).detach().cpu().numpy()
+        rows, counted = batch["mask_rows"], (batch["mask_labels"] != -100).float()
+        result = torch.zeros(len(batch["input_ids"]), 2, device=outputs.device)
+        result[:, 0].index_add_(0, rows, self.token_losses(outputs, batch))
+        result[:, 1].index_add_(0, rows, counted)
+        return result.detach().cpu().numpy()
 
     # ---- predictions ------------------------------------------------------------------------------------
     def outputs(self, raw, features=None):
