@@ -52,7 +52,7 @@ class Task:
     formats: tuple[str, ...] = ("auto",)  # values of --format that ``read`` accepts
     special_tokens: tuple[str, ...] = ()  # added to the tokenizer (embeddings resized)
     fills_sample_submission: bool = True  # write_predictions can fill a sample submission's target column
-    onnx_output: str = "logits"           # the model output an ONNX export returns
+    onnx_output: str | tuple[str, ...] = "logits"  # the model output(s) an ONNX export returns
     verbs: tuple[str, ...] = ("train", "evaluate", "predict")  # the CLI verbs the task is offered under
     cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
 
@@ -89,6 +89,10 @@ class Task:
 
     def strata(self, examples: pd.DataFrame) -> np.ndarray | None:
         """Class ids that k-fold splits keep in proportion (stratified), or None for plain k-fold."""
+        return None
+
+    def groups(self, examples: pd.DataFrame) -> np.ndarray | None:
+        """Group keys that k-fold and ``--dev-split`` never split (e.g. MRC's articles), or None: rows are free."""
         return None
 
     def gold(self, examples: pd.DataFrame) -> np.ndarray:
@@ -174,6 +178,11 @@ class Task:
     def prediction_columns(self, preds: np.ndarray) -> dict[str, np.ndarray]:
         """Columns added to the examples in evaluate's predictions.csv."""
         return {"pred": np.round(preds, 6)}
+
+    def prediction_table(self, preds: np.ndarray, examples: pd.DataFrame) -> pd.DataFrame:
+        """Evaluate's predictions.csv: the examples' columns (``_``-columns left out) and ``prediction_columns``."""
+        columns = [c for c in examples.columns if not c.startswith("_")]
+        return examples[columns].assign(**self.prediction_columns(preds))
 
     def write_predictions(self, preds: np.ndarray, examples: pd.DataFrame, path, sample_submission=None) -> None:
         """Write the submission file atomically."""
