@@ -174,6 +174,7 @@ def main() -> None:
         print(name, figures[name], flush=True)
     body = body_parameters(model_dir)
     for name in recipes:
+        figures[name]["tokens_per_s"] = figures[name]["tokens_per_s"] or figures[name]["overall_tokens_per_s"]
         figures[name]["mfu"] = round(6 * body * figures[name]["tokens_per_s"] / PEAK_BF16, 4)
     figures.update(mlm_tokens_per_s=figures["kluekit"]["tokens_per_s"], trainer_mlm_tokens_per_s=figures["trainer"]["tokens_per_s"],
                    mlm_mfu=figures["kluekit"]["mfu"], speedup=round(figures["kluekit"]["tokens_per_s"]
