@@ -14,7 +14,7 @@ import logging
 import time
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from .config import TrainConfig
 from .errors import KluekitError
@@ -27,11 +27,21 @@ log = logging.getLogger("kluekit")
 
 
 def fold_indices(task: Task, examples, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, held-out) row indices of each fold; stratified where the task gives class ids."""
+    """(train, held-out) row indices of each fold: whole groups where the task gives groups, else stratified where
+    it gives class ids."""
     if folds < 2:
         raise KluekitError(f"--folds: {folds} must be at least 2")
     if folds > len(examples):
         raise KluekitError(f"--folds: {folds} folds need at least {folds} training examples, the file has {len(examples)}")
+    groups = task.groups(examples)
+    if groups is not None:  # whole groups (e.g. MRC articles) to one fold
+        codes = np.unique(groups, return_inverse=True)[1]
+        if folds > codes.max() + 1:
+            raise KluekitError(f"--folds: {folds} folds need at least {folds} groups (articles), the file has "
+                               f"{codes.max() + 1}")
+        # GroupKFold balances fold sizes deterministically; groups relabelled by the seed break its ties
+        order = np.random.default_rng(seed).permutation(codes.max() + 1)
+        return list(GroupKFold(folds).split(np.zeros(len(examples)), groups=order[codes]))
     strata = task.strata(examples)
     if strata is None:
         return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(examples))))

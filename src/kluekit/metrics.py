@@ -10,6 +10,9 @@ KLUE-RE (KLUE-baseline ``klue_re_micro_f1`` / ``klue_re_auprc``, given softmax p
   auprc    = mean over ALL classes of ``auc(recall, precision)`` on the one-vs-rest
              ``precision_recall_curve`` of that class's probability column, x100 (trapezoidal area,
              not ``average_precision_score``); accuracy = accuracy x100 (KLUE logs it, unranked).
+
+MRC (KorQuAD 1.0 exact match / character F1, KLUE-MRC exact match / ROUGE-W): ``mrc_metrics.py``,
+re-exported here as ``mrc_metrics``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 from sklearn.metrics import auc, f1_score, precision_recall_curve
+
+from .mrc_metrics import mrc_metrics  # noqa: F401 (re-exported: the one metrics module)
 
 STS_THRESHOLD = 3.0
 

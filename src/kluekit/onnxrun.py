@@ -138,19 +138,26 @@ class _DropMessage(logging.Filter):
         return self.text not in record.getMessage()
 
 
+def output_names(output) -> list[str]:
+    """The output field names of ``output``: one name, or a tuple of names (e.g. start and end logits)."""
+    return [output] if isinstance(output, str) else list(output)
+
+
 class _Select(torch.nn.Module):
     """Calls ``model`` with tensors named ``names`` (positional, as the exporter traces) and returns its
-    ``output`` field."""
+    ``output`` field (a tuple of fields for several names)."""
 
-    def __init__(self, model, names: list[str], output: str):
+    def __init__(self, model, names: list[str], output):
         super().__init__()
         self.model, self.names, self.output = model, names, output
 
     def forward(self, *tensors):
-        return getattr(self.model(**dict(zip(self.names, tensors))), self.output)
+        outputs = self.model(**dict(zip(self.names, tensors)))
+        fields = tuple(getattr(outputs, name) for name in output_names(self.output))
+        return fields[0] if isinstance(self.output, str) else fields
 
 
-def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path, sequence_inputs=None) -> None:
+def export_onnx(model, inputs: dict[str, torch.Tensor], output, path: Path, sequence_inputs=None) -> None:
     """Export ``model(**inputs).<output>`` to ``path`` with a dynamic batch axis and, for the inputs named in
     ``sequence_inputs`` (default: all), a dynamic sequence axis (the exporter of
     torch.export: the legacy TorchScript one traced transformers' attention masks wrongly), then check that
@@ -158,7 +165,8 @@ def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path,
     from torch.export import Dim
 
     with torch.no_grad():
-        expected = getattr(model.eval()(**inputs), output).float().numpy()
+        outputs = model.eval()(**inputs)
+        expected = [getattr(outputs, name).float().numpy() for name in output_names(output)]
     eager_attention(model)
     names = list(inputs)
     batch, sequence = Dim("batch"), Dim("sequence")
@@ -167,9 +175,10 @@ def export_onnx(model, inputs: dict[str, torch.Tensor], output: str, path: Path,
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Select(model.eval(), names, output), tuple(inputs[n] for n in names), str(path),
-                          input_names=names, output_names=[output], dynamic_shapes=(shapes,), dynamo=True,
+                          input_names=names, output_names=output_names(output), dynamic_shapes=(shapes,), dynamo=True,
                           external_data=False, verbose=False)
-    gap = float(np.abs(OnnxModel(path, output).run(inputs) - expected).max())
+    got = OnnxModel(path, output).run_all(inputs)
+    gap = max(float(np.abs(value - want).max()) for value, want in zip(got, expected))
     if not gap <= 1e-3:
         import transformers
 
@@ -197,7 +206,8 @@ class OnnxModel:
     """An ONNX Runtime session that answers like a transformers model: ``model(**batch).logits`` (torch, CPU).
 
     Takes the same torch tensors the torch model takes; ``eval``/``train`` exist so that code written for
-    torch models runs unchanged (the graph has no training mode). ``output`` names the graph's output.
+    torch models runs unchanged (the graph has no training mode). ``output`` names the graph's output (a tuple
+    of names for a graph with several, e.g. a question-answering model's ``start_logits``, ``end_logits``).
     """
 
     training = False
@@ -219,7 +229,11 @@ class OnnxModel:
         return self
 
     def run(self, batch: dict) -> np.ndarray:
-        """The graph's output for a batch of tensors or arrays (``token_type_ids`` default to zeros)."""
+        """The graph's (first) output for a batch of tensors or arrays (``token_type_ids`` default to zeros)."""
+        return self.run_all(batch)[0]
+
+    def run_all(self, batch: dict) -> list[np.ndarray]:
+        """Every output named by ``output``, in order, for a batch (as ``run``)."""
         unknown = set(batch) - set(self.input_names)
         if unknown:
             raise ValueError(f"{self.path} takes {', '.join(self.input_names)}, not {', '.join(sorted(unknown))}")
@@ -229,10 +243,11 @@ class OnnxModel:
             if value is None and name == "token_type_ids":
                 value = np.zeros_like(np.asarray(batch["input_ids"]))
             feeds[name] = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value, dtype=np.int64)
-        return self.session.run([self.output], feeds)[0]
+        return self.session.run(output_names(self.output), feeds)
 
     def __call__(self, **batch):
-        return SimpleNamespace(**{self.output: torch.from_numpy(self.run(batch))})
+        values = self.run_all(batch)
+        return SimpleNamespace(**{name: torch.from_numpy(v) for name, v in zip(output_names(self.output), values)})
 
 
 def load_onnx_run_model(run_dir, task, runtime: str):

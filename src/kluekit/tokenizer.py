@@ -9,6 +9,10 @@ A share of the documents (``--held-out``) is kept out of training; the vocabular
 pieces and the pieces per word (space-separated eojeol) on it are printed, beside the same figures for every
 ``--compare`` tokenizer, and saved as ``tokenizer_stats.json``. The same input gives the same tokenizer in
 any process (pieces are numbered in a fixed order; for unigram, the ids of rare single characters may differ).
+
+``--morphemes`` (wordpiece only; kiwipiepy at training time, ``pip install 'kluekit[korean]'``) learns the
+vocabulary on Korean morphemes, so raw text is split greedily into morpheme-shaped pieces; the saved tokenizer
+needs no analyser (``morphemes.py`` says how). Its statistics add the share of morpheme-aligned eojeol.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ class TokenizerTrainOptions:
     clean_text: bool = opt(True, "wordpiece: drop control characters and normalise whitespace")
     handle_chinese_chars: bool = opt(True, "wordpiece: put spaces around CJK ideographs (Hanja)")
     wordpiece_prefix: str = opt("##", "wordpiece: the prefix of pieces inside a word")
+    morphemes: bool = opt(False, "wordpiece: shape the vocabulary on Korean morphemes (kiwipiepy; pip install "
+                                 "'kluekit[korean]'): no piece crosses a morpheme boundary, and the saved tokenizer "
+                                 "splits raw text into morpheme-shaped pieces without kiwipiepy; refused for bpe and "
+                                 "unigram")
     held_out: float = opt(0.05, "share of the documents kept out of training for the statistics", minimum=0)
     compare: list[str] = opt([], "tokenizer directories to measure on the same held-out documents (e.g. e5-small-ko)")
     seed: int = opt(42, "random seed of the held-out split")
@@ -68,8 +76,9 @@ def read_documents(cfg: TokenizerTrainOptions) -> list[str]:
     return [text for text in texts if text.strip()]
 
 
-def train_tokenizer(cfg: TokenizerTrainOptions, texts: list[str]):
-    """A ``PreTrainedTokenizerFast`` trained on ``texts`` (ids renumbered: the same in every process)."""
+def train_tokenizer(cfg: TokenizerTrainOptions, texts: list[str], cuts: list[list[int]] | None = None):
+    """A ``PreTrainedTokenizerFast`` trained on ``texts`` (ids renumbered: the same in every process); with
+    ``cuts`` (each text's morpheme cuts, ``morphemes.morpheme_cuts``) a morpheme-shaped WordPiece."""
     from tokenizers import implementations
     from transformers import BertTokenizerFast, PreTrainedTokenizerFast
 
@@ -81,9 +90,20 @@ def train_tokenizer(cfg: TokenizerTrainOptions, texts: list[str]):
             clean_text=cfg.clean_text, handle_chinese_chars=cfg.handle_chinese_chars, strip_accents=cfg.strip_accents,
             lowercase=cfg.lowercase, wordpieces_prefix=cfg.wordpiece_prefix, **dict(zip(
                 ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), specials)))
-        trainer.train_from_iterator(texts, vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                    special_tokens=specials, wordpieces_prefix=cfg.wordpiece_prefix, show_progress=False,
-                                    limit_alphabet=len(alphabet), initial_alphabet=alphabet)
+
+        def fit(documents):
+            trainer.train_from_iterator(documents, vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=specials, wordpieces_prefix=cfg.wordpiece_prefix,
+                                        show_progress=False, limit_alphabet=len(alphabet), initial_alphabet=alphabet)
+            return trainer._tokenizer
+
+        if cuts is None:
+            fit(texts)
+        else:
+            from .morphemes import morpheme_wordpiece
+
+            trainer._tokenizer.model = morpheme_wordpiece(fit, trainer._tokenizer, texts, cuts, specials, alphabet,
+                                                          cfg.wordpiece_prefix, cfg.vocab_size, cfg.min_frequency)
         renumber_wordpiece(trainer._tokenizer, specials, cfg.wordpiece_prefix)
         return BertTokenizerFast(tokenizer_object=trainer._tokenizer, do_lower_case=cfg.lowercase,
                                  **dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), specials)))
@@ -171,6 +191,14 @@ def tokenizer_train(cfg: TokenizerTrainOptions) -> dict:
 
     if not 0 <= cfg.held_out < 1:
         raise KluekitError(f"--held-out: {cfg.held_out} must be at least 0 and below 1")
+    if cfg.morphemes and cfg.kind != "wordpiece":
+        raise KluekitError(f"--morphemes: only with --kind wordpiece, not {cfg.kind} (the morpheme-shaped "
+                           "vocabulary is built for WordPiece's greedy longest-first matching)")
+    morphemes = None
+    if cfg.morphemes:
+        from .morphemes import aligned_share, kiwi_version, morpheme_cuts
+
+        morphemes = kiwi_version()
     for path in cfg.compare:
         check_model_path(path)
     texts = read_documents(cfg)
@@ -178,30 +206,49 @@ def tokenizer_train(cfg: TokenizerTrainOptions) -> dict:
         raise KluekitError(f"--input: no text in {', '.join(cfg.input)}")
     order = np.random.default_rng(cfg.seed).permutation(len(texts))
     cut = int(round(len(texts) * cfg.held_out))
-    held, train = [texts[i] for i in sorted(order[:cut])], [texts[i] for i in sorted(order[cut:])]
+    held_ids, train_ids = sorted(order[:cut]), sorted(order[cut:])
+    held, train = [texts[i] for i in held_ids], [texts[i] for i in train_ids]
+    cuts = morpheme_cuts(texts) if morphemes else None
     run = RunDir.create(cfg.output_dir, f"tokenizer-{cfg.kind}", overwrite=cfg.overwrite)
     log.info("training a %s tokenizer (%d pieces) on %d documents (%d held out)", cfg.kind, cfg.vocab_size,
              len(train), len(held))
-    tokenizer = train_tokenizer(cfg, train)
+
+    def pick(ids):  # the morpheme cuts of these documents
+        return None if cuts is None else [cuts[i] for i in ids]
+
+    tokenizer = train_tokenizer(cfg, train, pick(train_ids))
+    probe, probe_cuts = (held, pick(held_ids)) if held else (train, pick(train_ids))
     if len(tokenizer) > cfg.vocab_size:
         log.warning("the vocabulary has %d pieces, more than --vocab-size %d: WordPiece keeps every character of the "
                     "text (up to 1,000) and its %s form", len(tokenizer), cfg.vocab_size, cfg.wordpiece_prefix)
     run.save_model(tokenizer.save_pretrained)
-    figures = {str(run.path): statistics(tokenizer, held or train)}
+
+    def measure(tok) -> dict:
+        stats = statistics(tok, probe)
+        return {**stats, "morpheme_aligned_words": aligned_share(tok, probe, probe_cuts)} if morphemes else stats
+
+    figures = {str(run.path): measure(tokenizer)}
     for path in cfg.compare:
         try:
             other = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as error:
             raise KluekitError(f"--compare: cannot load {path!r}: {first_line(error)}") from None
-        figures[path] = statistics(other, held or train)
+        figures[path] = measure(other)
     run.write_json("tokenizer_stats.json", {"kind": cfg.kind, "documents": len(texts), "held_out": cfg.held_out,
-                                            "inputs": cfg.input, "figures": figures})
-    print(f"{'tokenizer':<50} {'vocab':>7} {'unk rate':>9} {'pieces/word':>12}")
+                                            "inputs": cfg.input, "morphemes": morphemes, "figures": figures})
+    print(f"{'tokenizer':<50} {'vocab':>7} {'unk rate':>9} {'pieces/word':>12}"
+          + (" morpheme-aligned" if morphemes else ""))
     for name, stats in figures.items():
-        print(f"{name[-50:]:<50} {stats['vocab_size']:>7} {stats['unk_rate']:>9.4%} {stats['pieces_per_word']:>12.3f}")
+        aligned = stats.get("morpheme_aligned_words")
+        print(f"{name[-50:]:<50} {stats['vocab_size']:>7} {stats['unk_rate']:>9.4%} {stats['pieces_per_word']:>12.3f}"
+              + (f" {aligned:>16.2%}" if aligned is not None else ""))
+    if morphemes:
+        print("morpheme-aligned: share of held-out eojeol of two or more morphemes (kiwipiepy) whose pieces break "
+              "at every morpheme boundary")
     print(f"tokenizer written to {run.path} (load it with AutoTokenizer.from_pretrained)")
     return figures
 
 
 TOKENIZER_TRAIN = Command(TokenizerTrainOptions, "train a WordPiece, BPE or Unigram tokenizer on text files or task "
-                                                 "files", "kluekit.tokenizer:tokenizer_train")
+                                                 "files (--morphemes: a morpheme-aware WordPiece)",
+                          "kluekit.tokenizer:tokenizer_train")

@@ -14,7 +14,6 @@ def write_report(task, preds, examples, out_dir: Path, worst: int, record: dict)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = task.report(preds, examples, out_dir, worst)
-    columns = [c for c in examples.columns if not c.startswith("_")]
-    write_csv_atomic(examples[columns].assign(**task.prediction_columns(preds)), out_dir / "predictions.csv")
+    write_csv_atomic(task.prediction_table(preds, examples), out_dir / "predictions.csv")
     write_text_atomic(out_dir / "metrics.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return summary

@@ -7,6 +7,7 @@ from .base import Task
 from .biencoder import BiencoderTask
 from .classify import ClassifyTask
 from .mlm import MLMTask
+from .mrc import MRCTask
 from .ner import NERTask
 from .re import RETask
 from .sts import STSTask
@@ -16,6 +17,7 @@ TASKS: dict[str, type[Task]] = {
     RETask.name: RETask,
     ClassifyTask.name: ClassifyTask,
     NERTask.name: NERTask,
+    MRCTask.name: MRCTask,
     BiencoderTask.name: BiencoderTask,
     MLMTask.name: MLMTask,
 }
