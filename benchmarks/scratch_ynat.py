@@ -7,7 +7,7 @@
    YNAT titles, NSMC reviews, KLUE-RE and KLUE-NER sentences, KorQuAD contexts; the YNAT dev titles are left out).
 2. ``kluekit pretrain mlm --model-config small`` (BERT, 4 layers x 256) on the same text, 2% held out: a
    100-step probe measures the speed, then ``--max-steps`` is set so that training takes ``--minutes``.
-3. ``kluekit train classify --preset ynat`` from that model and from e5-small-ko, the recipe of
+3. ``kluekit train classify --preset ynat`` from that model and from e5-small-ko (both at once), the recipe of
    ``classify_ner.py``; the figure is the dev macro-F1 after the last epoch.
 Writes ``benchmarks/results/<name>.json`` (``scratch_ynat_macro_f1``, held-out perplexity, the e5 figure).
 """
@@ -29,9 +29,13 @@ SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.t
            "klue_ner/klue-ner-v1.1_train_first5000.tsv": ("ner", None)}
 
 
-def kluekit(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "kluekit", *args], check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TQDM_DISABLE": "1"})
+def kluekit(*args: str, wait: bool = True):
+    """Run a kluekit command (and wait for it, or return its process)."""
+    process = subprocess.Popen([sys.executable, "-m", "kluekit", *args],
+                               env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TQDM_DISABLE": "1"})
+    if wait and process.wait():
+        raise SystemExit(f"kluekit {' '.join(args[:2])} failed ({process.returncode})")
+    return process
 
 
 def korean_text(shared: Path, out: Path) -> Path:
@@ -67,12 +71,13 @@ def main() -> None:
     steps = max(100, int(args.minutes * 60 / probe["train_seconds"] * probe["steps"]))
     kluekit(*pretrain, "--output-dir", str(work / "bert"), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5)))
     pretrained = json.loads((work / "bert/metrics.json").read_text())
-    scores = {}
-    for name, model in (("scratch", work / "bert"), ("e5", shared / "models/e5-small-ko")):
-        kluekit("train", "classify", "--model", str(model), "--train", str(shared / "data/klue_ynat/ynat_train.tsv"),
-                "--dev", str(shared / "data/klue_ynat/ynat_dev.tsv"), "--output-dir", str(work / f"ynat-{name}"),
-                "--overwrite", *YNAT)
-        scores[name] = json.loads((work / f"ynat-{name}/metrics.json").read_text())["history"][-1]
+    runs = {name: kluekit("train", "classify", "--model", str(model), "--train",
+                          str(shared / "data/klue_ynat/ynat_train.tsv"), "--dev", str(shared / "data/klue_ynat/ynat_dev.tsv"),
+                          "--output-dir", str(work / f"ynat-{name}"), "--overwrite", *YNAT, wait=False)
+            for name, model in (("scratch", work / "bert"), ("e5", shared / "models/e5-small-ko"))}  # side by side
+    if any(process.wait() for process in runs.values()):
+        raise SystemExit("a YNAT fine-tuning run failed")
+    scores = {name: json.loads((work / f"ynat-{name}/metrics.json").read_text())["history"][-1] for name in runs}
     write_results("scratch_ynat.py", args.name, {
         "tokenizer": "WordPiece " + ("2000" if args.tiny else "32000"), "model": json.loads(size.read_text()),
         "documents": len(text.read_text(encoding="utf-8").splitlines()), "pretrain_minutes": args.minutes,
