@@ -32,7 +32,8 @@ SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.t
 def kluekit(*args: str, wait: bool = True):
     """Run a kluekit command (and wait for it, or return its process)."""
     process = subprocess.Popen([sys.executable, "-m", "kluekit", *args],
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TQDM_DISABLE": "1"})
+                               env={**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": os.pathsep.join(
+                                   filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))})
     if wait and process.wait():
         raise SystemExit(f"kluekit {' '.join(args[:2])} failed ({process.returncode})")
     return process
