@@ -6,7 +6,7 @@
 1. ``kluekit tokenizer train``: WordPiece (32,000 pieces) on the Korean text of ``../shared/data`` (KLUE-STS,
    YNAT titles, NSMC reviews, KLUE-RE and KLUE-NER sentences, KorQuAD contexts; the YNAT dev titles are left out).
 2. ``kluekit pretrain mlm --model-config small`` (BERT, 4 layers x 256) on the same text, 2% held out: a
-   100-step probe measures the speed, then ``--max-steps`` is set so that training takes ``--minutes``.
+   100-step probe measures the steady speed, then ``--max-steps`` is set so that training takes ``--minutes``.
 3. ``kluekit train classify --preset ynat`` from that model and from e5-small-ko (both at once), the recipe of
    ``classify_ner.py``; the figure is the dev macro-F1 after the last epoch.
 Writes ``benchmarks/results/<name>.json`` (``scratch_ynat_macro_f1``, held-out perplexity, the e5 figure).
@@ -69,7 +69,10 @@ def main() -> None:
                 "5e-4", "--whole-word-mask", "--overwrite", "--no-tensorboard"]
     kluekit(*pretrain, "--output-dir", str(work / "probe"), "--max-steps", "100")
     probe = json.loads((work / "probe/metrics.json").read_text())
-    steps = max(100, int(args.minutes * 60 / probe["train_seconds"] * probe["steps"]))
+    # the probe's steady speed (after its first 10 steps: graph capture and start-up left out)
+    per_step = probe["train_tokens_per_s"] * probe["train_seconds"] / probe["steps"] / \
+        probe.get("steady_tokens_per_s", probe["train_tokens_per_s"])
+    steps = max(100, int(args.minutes * 60 / per_step))
     kluekit(*pretrain, "--output-dir", str(work / "bert"), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5)))
     pretrained = json.loads((work / "bert/metrics.json").read_text())
     runs = {name: kluekit("train", "classify", "--model", str(model), "--train",
