@@ -78,8 +78,9 @@ class TrainConfig:
     precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
     cuda_graphs: bool = opt(True, "replay each batch shape's forward and backward as a CUDA graph (one GPU, fp32 or "
                                   "bf16; lengths padded to buckets of 16/32/64): several times faster for small models")
-    compile: bool = opt(False, "compile the training step with torch.compile (GPU only: a slower start, then faster "
-                               "steps for large models and batches)")
+    compile: bool = opt(False, "compile the model's forward with torch.compile (GPU only; a slower start; in the one "
+                               "measurement so far, a base-size masked LM at batch 256, slower than without: "
+                               "docs/pretraining.md)")
     eval_steps: int = opt(0, "evaluate (and checkpoint) every N optimizer steps; 0: every epoch", minimum=0)
     resume: bool = opt(False, "continue a killed run from the last checkpoint in --output-dir")
     overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
