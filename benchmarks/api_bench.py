@@ -1,7 +1,8 @@
-"""Speed of the HTTP API on CPU: encoding throughput, /search latency over a large corpus, /similarity under load.
+"""Speed of the HTTP API on CPU, ``kluekit serve`` against a plain sentence-transformers + FastAPI server:
+encoding throughput, /search latency over a large corpus, /similarity under load, small requests beside an upload.
 
     python benchmarks/api_bench.py                                   # the full measurement (100k corpus)
-    python benchmarks/api_bench.py --corpus-size 2000 --requests 200 --search-queries 50 --name api_small
+    python benchmarks/api_bench.py --quick                           # a check that it runs (minutes; api_quick.json)
     python benchmarks/api_bench.py -- --batch-wait-ms 5             # extra 'kluekit serve' options after --
 
 1. Encoding: sentences/s of ``encode`` (batch 64) over a fixed set of KLUE-STS dev sentences, in this process.
@@ -14,6 +15,13 @@
    async clients (httpx) for --requests requests: requests/s, p50/p99 latency, errors (any non-200 or
    transport error). With --compare-unbatched (default) the /similarity load runs again against a server
    that encodes one request per model call (--batch-max-texts 2), to show what micro-batching buys.
+4. Small requests beside a large upload: /search p50/p99 of one sequential client, idle (--small-requests
+   queries), then while a POST /similarity/csv of --upload-rows corpus sentences runs (queries sent until
+   the upload is answered).
+5. With --compare-plain (default) the same /search, /similarity and upload measurements against
+   benchmarks/plain_st_server.py (``SentenceTransformer.encode`` per request, ``util.semantic_search`` over the
+   same corpus embeddings, read from the kluekit index), started the same way (same cores, threads, model).
+   Both servers run side by side and each measurement runs on one, then at once on the other.
 
 The load generator runs on the same machine as the server (it shares the CPU): figures are end to end on
 loopback. Writes benchmarks/results/<name>.json (default api.json).
@@ -116,11 +124,13 @@ def measure_encoding(model_path: str, sentences: list[str], batch_size: int, rep
 
 
 class Server:
-    """``kluekit serve`` as a child process on loopback; stopped with SIGINT (as Ctrl-C)."""
+    """``kluekit serve`` (or, given ``command``, another server) as a child process on loopback; stopped with
+    SIGINT (as Ctrl-C)."""
 
-    def __init__(self, args, port: int, extra: list[str], log_name: str):
-        command = [sys.executable, "-m", "kluekit.cli", "serve", "--model", args.model, "--port", str(port),
-                   "--threads", str(args.threads), "--encode-batch-size", str(args.encode_batch_size), *extra]
+    def __init__(self, args, port: int, extra: list[str], log_name: str, command: list[str] | None = None):
+        command = command or [sys.executable, "-m", "kluekit.cli", "serve", "--model", args.model, "--port", str(port),
+                              "--threads", str(args.threads), "--encode-batch-size", str(args.encode_batch_size),
+                              *extra]
         if shutil.which("taskset") and args.threads <= (os.cpu_count() or 1):
             command = ["taskset", "-c", ",".join(map(str, range(args.threads))), *command]
         self.command, self.url = command, f"http://127.0.0.1:{port}"
@@ -172,8 +182,10 @@ def measure_search(url: str, queries: list[str], k: int) -> dict:
             "search_queries": len(queries), "search_k": k, "search_errors": errors}
 
 
-async def similarity_load(url: str, pairs: list[tuple[str, str]], requests: int, concurrency: int) -> dict:
-    """``concurrency`` clients, each sending its next GET /similarity as soon as the last one is answered."""
+async def similarity_load(url: str, pairs: list[tuple[str, str]], requests: int, concurrency: int,
+                          batching: bool = True) -> dict:
+    """``concurrency`` clients, each sending its next GET /similarity as soon as the last one is answered
+    (``batching``: read kluekit's batching counters from /health before and after)."""
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -200,12 +212,77 @@ async def similarity_load(url: str, pairs: list[tuple[str, str]], requests: int,
             return latencies, errors, time.perf_counter() - started
 
         await round_of(min(2 * concurrency, requests))  # warm-up: connections open, model warm
-        before = (await client.get("/health")).json()["batching"]
+        before = (await client.get("/health")).json().get("batching")
         latencies, errors, wall = await round_of(requests)
-        after = (await client.get("/health")).json()["batching"]
+        after = (await client.get("/health")).json().get("batching")
     return {"rps": round(len(latencies) / wall, 1), "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99), "errors": errors, "requests": len(latencies),
-            "batching": batching_delta(before, after, wall)}
+            "batching": batching_delta(before, after, wall) if batching else {}}
+
+
+def upload_csv(texts: list[str]) -> bytes:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text"])
+    writer.writerows([t] for t in texts)
+    return buffer.getvalue().encode("utf-8")
+
+
+def measure_upload(url: str, queries: list[str], upload: bytes, rows: int, idle_requests: int, k: int) -> dict:
+    """/search latency of one sequential client, idle and while a POST /similarity/csv of ``rows`` rows runs."""
+    import threading
+
+    import httpx
+
+    result: dict = {}
+    done = threading.Event()
+
+    def send_upload():
+        started = time.perf_counter()
+        result.update(status=None, rows=None)
+        try:
+            with httpx.Client(base_url=url, timeout=1800) as other:
+                answer = other.post("/similarity/csv", data={"sentence": queries[0], "column": "text", "top_k": "10"},
+                                    files={"file": ("upload.csv", upload, "text/csv")})
+            result["status"] = answer.status_code
+            result["rows"] = answer.json().get("rows") if answer.status_code == 200 else None
+            if answer.status_code != 200:
+                print(f"upload to {url}: {answer.status_code} {answer.text[:300]}")
+        except (httpx.HTTPError, ValueError) as error:
+            result["status"] = type(error).__name__
+        finally:
+            result["seconds"] = time.perf_counter() - started
+            done.set()
+
+    with httpx.Client(base_url=url, timeout=1800) as client:
+        def small(i: int) -> tuple[float, bool]:
+            started = time.perf_counter()
+            response = client.get("/search", params={"q": queries[i % len(queries)], "k": k})
+            return time.perf_counter() - started, response.status_code == 200
+
+        for i in range(10):  # warm-up
+            small(i)
+        idle = [small(i) for i in range(idle_requests)]
+        thread = threading.Thread(target=send_upload)
+        thread.start()
+        time.sleep(0.5)  # the upload is sent and parsed
+        during = []
+        while not done.is_set():
+            during.append(small(len(during)))
+        thread.join()
+    errors = sum(not ok for _, ok in idle + during) + (result["status"] != 200 or result["rows"] != rows)
+    return {"small_p50_idle_ms": percentile([t for t, _ in idle], 50),
+            "small_p99_idle_ms": percentile([t for t, _ in idle], 99),
+            "small_p50_during_upload_ms": percentile([t for t, _ in during], 50) if during else None,
+            "small_p99_during_upload_ms": percentile([t for t, _ in during], 99) if during else None,
+            "small_requests_during_upload": len(during), "upload_rows": rows,
+            "upload_s": round(result["seconds"], 1), "upload_errors": errors}
+
+
+def ratio(a, b) -> float | None:
+    return None if not a or not b else round(a / b, 2)
 
 
 def batching_delta(before: dict, after: dict, wall: float) -> dict:
@@ -238,11 +315,22 @@ def main() -> None:
     parser.add_argument("--index", choices=["exact", "faiss"], default="exact")
     parser.add_argument("--compare-unbatched", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure /similarity against a server without micro-batching")
+    parser.add_argument("--upload-rows", type=int, default=9999, help="rows of the /similarity/csv upload")
+    parser.add_argument("--small-requests", type=int, default=200, help="idle /search requests beside the upload")
+    parser.add_argument("--compare-plain", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure benchmarks/plain_st_server.py (sentence-transformers + FastAPI)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a check that everything runs: 2,000-sentence corpus, 200 requests, 50 queries, "
+                             "1,000-row upload, 200 encoded sentences; writes api_quick.json unless --name")
     parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE", "default"], default="PASSIVE",
                         help="OMP_WAIT_POLICY of this process and the server: PASSIVE keeps torch's idle threads "
                              "from spinning, which matters when other work shares the cores (here: the load "
                              "generator)")
     args = parser.parse_args()
+    if args.quick:
+        args.corpus_size, args.requests, args.search_queries = 2000, 200, 50
+        args.upload_rows, args.small_requests, args.encode_sentences = 1000, 50, 200
+        args.name = "api_quick" if args.name == "api" else args.name
     extra = args.extra
     if args.omp_wait_policy != "default":  # read once, when OpenMP starts: set before torch is imported
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
@@ -270,22 +358,73 @@ def main() -> None:
     figures.update(corpus_size=size, corpus_unique_available=available, index=args.index,
                    index_build_or_load_s=round(time.perf_counter() - started, 1))
 
+    upload_texts = corpus.read_text(encoding="utf-8").splitlines()[:args.upload_rows]
+    upload = upload_csv(upload_texts)
     server = Server(args, free_port(), ["--corpus", str(corpus), "--index-dir", str(index_dir),
-                                        "--index", args.index, *extra], "server.log")
+                                        "--index", args.index, "--max-rows", str(max(args.upload_rows, 10_000)),
+                                        "--max-upload-bytes", str(max(len(upload) + 4096, 5_000_000)),
+                                        "--request-timeout", "0", *extra],
+                    "server.log")
+    plain = None
+    if args.compare_plain:
+        port = free_port()
+        plain = Server(args, port, [], "server-plain.log", command=[
+            sys.executable, str(ROOT / "benchmarks/plain_st_server.py"), "--model", args.model, "--port", str(port),
+            "--threads", str(args.threads), "--index-dir", str(index_dir)])
+    plain_figures = {}
     try:
         health = server.wait_ready(timeout=1800)
         assert health["corpus_size"] == size, health
+        if plain:
+            assert plain.wait_ready(timeout=600)["corpus_size"] == size
         queries = [a for a, _ in pairs][:args.search_queries]
         figures.update(measure_search(server.url, queries, args.k))
         print(f"search: p50 {figures['search_p50_ms']} ms, p99 {figures['search_p99_ms']} ms")
+        if plain:
+            plain_figures.update(measure_search(plain.url, queries, args.k))
+            print(f"plain server search: p50 {plain_figures['search_p50_ms']} ms, p99 {plain_figures['search_p99_ms']} ms")
         load = asyncio.run(similarity_load(server.url, pairs, args.requests, args.concurrency))
+        print(f"similarity: {load['rps']} requests/s, p99 {load['p99_ms']} ms, {load['errors']} errors")
+        if plain:
+            plain_load = asyncio.run(similarity_load(plain.url, pairs, args.requests, args.concurrency, batching=False))
+            print(f"plain server similarity: {plain_load['rps']} requests/s, p99 {plain_load['p99_ms']} ms, "
+                  f"{plain_load['errors']} errors")
+        sts_queries = [b for _, b in pairs]
+        figures.update(measure_upload(server.url, sts_queries, upload, len(upload_texts), args.small_requests, args.k))
+        print(f"small /search p99: idle {figures['small_p99_idle_ms']} ms, during a {len(upload_texts)}-row upload "
+              f"{figures['small_p99_during_upload_ms']} ms (upload {figures['upload_s']} s)")
+        if plain:
+            plain_figures.update(measure_upload(plain.url, sts_queries, upload, len(upload_texts), args.small_requests,
+                                                args.k))
+            print(f"plain server small /search p99: idle {plain_figures['small_p99_idle_ms']} ms, during the upload "
+                  f"{plain_figures['small_p99_during_upload_ms']} ms (upload {plain_figures['upload_s']} s)")
     finally:
         code = server.stop()
+        if plain:
+            plain.stop()
     figures.update(similarity_rps=load["rps"], similarity_p50_ms=load["p50_ms"], similarity_p99_ms=load["p99_ms"],
                    errors=load["errors"] + figures["search_errors"], similarity_requests=load["requests"],
                    similarity_concurrency=args.concurrency, similarity_batching=load["batching"],
                    server_exit_code=code, server_command=" ".join(server.command))
-    print(f"similarity: {load['rps']} requests/s, p99 {load['p99_ms']} ms, {load['errors']} errors")
+    if plain:
+        figures.update(
+            plain_st_similarity_rps=plain_load["rps"], plain_st_similarity_p50_ms=plain_load["p50_ms"],
+            plain_st_similarity_p99_ms=plain_load["p99_ms"], plain_st_similarity_errors=plain_load["errors"],
+            plain_st_search_p50_ms=plain_figures["search_p50_ms"], plain_st_search_p99_ms=plain_figures["search_p99_ms"],
+            plain_st_search_errors=plain_figures["search_errors"],
+            **{f"plain_st_{key}": value for key, value in plain_figures.items() if key.startswith(("small_", "upload_"))},
+            plain_st_command=" ".join(plain.command))
+        figures["goals"] = {  # issue 18: >= 3x the req/s, <= 1/3 of the p99s, small p99 during an upload <= 2x idle
+            "similarity_rps_vs_plain": ratio(load["rps"], plain_load["rps"]),
+            "similarity_p99_vs_plain": ratio(load["p99_ms"], plain_load["p99_ms"]),
+            "search_p99_vs_plain": ratio(figures["search_p99_ms"], plain_figures["search_p99_ms"]),
+            "small_p99_during_upload_vs_idle": ratio(figures["small_p99_during_upload_ms"], figures["small_p99_idle_ms"]),
+        }
+        goals = figures["goals"]
+        goals["met"] = bool(load["errors"] == 0 and (goals["similarity_rps_vs_plain"] or 0) >= 3
+                            and (goals["similarity_p99_vs_plain"] or 9) <= 1 / 3
+                            and (goals["search_p99_vs_plain"] or 9) <= 1 / 3
+                            and (goals["small_p99_during_upload_vs_idle"] or 9) <= 2)
 
     if args.compare_unbatched:
         plain = Server(args, free_port(), ["--batch-max-texts", "2", *extra], "server-unbatched.log")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +55,38 @@ def tiny_biencoder(tmp_path_factory, tiny_model) -> Path:
     from tiny_model import build_tiny_biencoder
 
     return build_tiny_biencoder(tiny_model, tmp_path_factory.mktemp("tiny") / "biencoder")
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], log_path: Path, env: dict | None = None):
+    """A real ``kluekit serve ARGS --port <free>`` on loopback, ready (its /health answered within 90 s):
+    yields ``(process, url)``; stopped with SIGINT on the way out (killed if it has not ended in 30 s)."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = shutil.which("kluekit", path=str(Path(sys.executable).parent))
+    argv = [command] if command else [sys.executable, "-m", "kluekit.cli"]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w+") as log:
+        process = subprocess.Popen([*argv, "serve", *args, "--port", str(port)], stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, Path(log_path).read_text()
+                assert time.monotonic() < deadline, "kluekit serve did not become ready in 90 s"
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.3)
+            yield process, url
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -159,3 +159,16 @@ def test_predict_refuses_a_sample_submission_for_a_task_that_cannot_fill_one(tmp
     line = one_error_line(kluekit("predict", "re", "--model", run, "--input", files["good"], "--output",
                                   tmp_path / "out.csv", "--sample-submission", files["good"]))
     assert line == "kluekit: error: --sample-submission is not supported for re: its submission is written in the input's order"
+
+
+def test_a_task_brings_its_own_training_defaults(monkeypatch):
+    """MRC trains with --max-length 384 unless told otherwise; other tasks keep 128; --help says so."""
+    from kluekit import runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "train", lambda task, cfg: seen.setdefault(task.name, []).append(cfg.max_length) or {})
+    monkeypatch.setattr(cli, "print_train_result", lambda result, task: None)
+    for argv in (["train", "mrc"], ["train", "mrc", "--max-length", "256"], ["train", "sts"]):
+        cli.run([*argv, "--model", "m", "--train", "t.json"])
+    assert seen == {"mrc": [384, 256], "sts": [128]}
+    assert "(default: 384)" in " ".join(kluekit("train", "mrc", "--help").stdout.split())

@@ -8,13 +8,6 @@ Most tests go through ``TestClient`` (a real HTTP client against the app, lifesp
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import serve_process
 from kluekit import cli
 from kluekit.embedding.encoding import encode, load_biencoder
 from kluekit.serving import ServeSettings
@@ -305,39 +299,15 @@ def test_rerank_with_the_cross_encoder_matches_kluekit_predict(tiny_biencoder, s
 
 
 # -- the real command ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_kluekit_serve_process_answers_and_stops_cleanly(tiny_biencoder, corpus_csv, tmp_path):
-    port = free_port()
-    command = shutil.which("kluekit", path=str(Path(sys.executable).parent))
-    argv = [command] if command else [sys.executable, "-m", "kluekit.cli"]
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen([*argv, "serve", "--model", str(tiny_biencoder), "--corpus", str(corpus_csv),
-                                "--port", str(port), "--threads", "1"], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "KLUEKIT_LOG": "INFO"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "kluekit serve did not become ready in 90 s"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+    log = tmp_path / "serve.log"
+    with serve_process(["--model", str(tiny_biencoder), "--corpus", str(corpus_csv), "--threads", "1"], log,
+                       {"KLUEKIT_LOG": "INFO"}) as (process, url):
         answer = httpx.get(f"{url}/similarity", params={"sentence1": "가", "sentence2": "가"}, timeout=10).json()
         assert answer["score"] == pytest.approx(5.0, abs=1e-4)
         assert httpx.get(f"{url}/search", params={"q": CORPUS[0], "k": 1}, timeout=10).json()["results"][0]["id"] == 0
-    finally:
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=30)
-    output = Path(log.name).read_text()
-    assert code == 0, output
+    output = log.read_text()
+    assert process.returncode == 0, output
     assert f"serving on {url}" in output and f"{url}/docs" in output and "server stopped" in output
     assert "Traceback" not in output
 

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
             task_parser = tasks.add_parser(name, help=(task_cls.__doc__ or "").strip().splitlines()[0],
                                            description=f"kluekit {verb} {name}: {help_text}")
             task_parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
-            add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])})
+            add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])},
+                        task_cls.train_defaults if config_cls is TrainConfig else None)
             if config_cls is TrainConfig:
                 add_options(task_parser, task_cls.Options, f"{name} options")
     for name, command in commands.items():
@@ -97,6 +98,7 @@ def run(argv: list[str] | None = None) -> object:
     config_cls = VERBS[verb][0]
     if config_cls is TrainConfig:
         run_values, task_values = split_options(values, config_cls, task_cls.Options)
+        run_values = {**task_cls.train_defaults, **run_values}
         unknown = set(values) - set(run_values) - set(task_values)
         if unknown:
             raise KluekitError(f"--config: unknown option(s) {', '.join(sorted(unknown))}")

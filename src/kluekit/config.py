@@ -122,14 +122,16 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict | None = None) -> None:
-    """Add one option per dataclass field; help shows the default (``choices`` overrides allowed values)."""
+def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict | None = None,
+                defaults: dict | None = None) -> None:
+    """Add one option per dataclass field; help shows the default (``choices`` overrides allowed values,
+    ``defaults`` the defaults shown: a task's own, which the caller applies)."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
         if choices and f.name in choices:
             meta["choices"] = list(choices[f.name])
-        default = default_of(f)
+        default = (defaults or {}).get(f.name, default_of(f))
         suffix = " (required)" if meta.get("required") else "" if "default" in meta["help"] or default in (None, []) \
             else f" (default: {default})"
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=meta["help"] + suffix)

@@ -17,11 +17,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from . import security
 from .batcher import BatcherClosed
+from .ecosystem import build_ecosystem_router
 from .errors import RequestError
+from .observability import Metrics, build_metrics_router
 from .routes import build_router
 from .service import load_service
 from .settings import ServeSettings
+from .tasks import ModelPlan, build_task_router, close_task_services, plan_models, start_task_services
 
 logger = logging.getLogger("kluekit")
 CSV_PATH = "/similarity/csv"
@@ -35,27 +39,47 @@ DESCRIPTION = """Sentence similarity and semantic search for Korean with a bi-en
 """
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
-    """The API for ``settings``; the models load when the app starts (lifespan), not here."""
+def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAPI:
+    """The API for ``settings``; the models load when the app starts (lifespan), not here. ``plan``: what
+    ``plan_models(settings)`` gives (which --model is the bi-encoder, which are task models, their routes)."""
+
+    plan = plan or plan_models(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = await asyncio.to_thread(load_service, settings)
-        await service.start()
-        app.state.service = service
-        logger.info("ready: model %s (dim %d), corpus %s, cross-encoder %s", settings.model, service.dim,
-                    "none" if service.index is None else f"{len(service.index)} texts",
-                    settings.cross_encoder or "none")
+        service = None
+        app.state.task_services = {}
+        if plan.biencoder is not None:
+            service = await asyncio.to_thread(load_service, plan.biencoder)
+            await service.start()
+            app.state.service = service
+            app.state.metrics.watch(service.batcher)
+            logger.info("ready: model %s (dim %d), corpus %s, cross-encoder %s", plan.biencoder.model, service.dim,
+                        "none" if service.index is None else f"{len(service.index)} texts",
+                        settings.cross_encoder or "none")
         try:
+            app.state.task_services = await start_task_services(plan, settings)
             yield
         finally:
-            await service.close()
+            app.state.shutdown.begin()  # from now on: JSON 503s
+            await close_task_services(app.state.task_services)
+            if service is not None:
+                await service.close()
 
     app = FastAPI(title="kluekit API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(build_router(settings.max_request_bytes, settings.upload_request_bytes))
+    if plan.biencoder is not None:
+        router = build_router(settings.max_request_bytes, settings.upload_request_bytes)
+        if plan.tasks:  # the task router's /health lists every model (the bi-encoder's own health included)
+            router.routes = [route for route in router.routes if getattr(route, "path", None) != "/health"]
+        app.include_router(router)
+        app.include_router(build_ecosystem_router())  # /v1/embeddings, /rerank
+    if plan.tasks:
+        app.include_router(build_task_router(plan, settings))
+    app.include_router(build_metrics_router())
     add_error_handlers(app, settings)
     app.add_middleware(ContentLengthLimit, settings=settings)
+    security.install(app, settings, Metrics())  # API key, shutdown 503s, metrics, CORS
     return app
 
 
@@ -104,6 +128,13 @@ def validation_message(errors) -> str:
     return "; ".join(lines) or "invalid request"
 
 
+def not_utf8_message(error: UnicodeDecodeError) -> str:
+    """What is wrong with a JSON body that does not decode: where, which bytes, what to send instead."""
+    bad = error.object[error.start:error.start + 4].hex(" ")
+    return (f"body: not {error.encoding.upper()} text: bytes {bad} at byte {error.start}; "
+            "send the JSON encoded as UTF-8")
+
+
 def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
     """Client errors as ``{"detail": message}`` with a 4xx; anything unexpected logged, answered 500."""
 
@@ -121,6 +152,8 @@ def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         detail = too_large_message(settings, request.url.path) if error.status_code == 413 else error.detail
+        if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+            detail = not_utf8_message(error.__cause__)
         return JSONResponse({"detail": detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
 
     @app.exception_handler(BatcherClosed)

@@ -1,11 +1,14 @@
 """``kluekit serve``: the HTTP API under uvicorn until Ctrl-C (or SIGTERM), then a clean exit.
 
     kluekit serve --model runs/biencoder --corpus faq.csv --cross-encoder runs/sts-best --port 8000
+    kluekit serve --model topics=runs/ynat runs/ner runs/korquad --runtime onnx-int8 --check-on topics=dev.tsv
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import sys
 from pathlib import Path
 
 from ..commands import Command
@@ -23,7 +26,10 @@ def check_inputs(settings: ServeSettings) -> None:
     from ..rundir import RunDir
     from ..onnxrun import check_runtime, require_onnxruntime
 
-    check_model_path(settings.model)
+    from .tasks import model_values, split_name
+
+    for value in model_values(settings):
+        check_model_path(split_name(value)[1])
     check_runtime(settings.runtime)
     if settings.runtime != "torch":
         require_onnxruntime()
@@ -54,6 +60,21 @@ def limit_numpy_blas() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def drain_on_exit(server, shutdown, grace_s: float) -> None:
+    """On uvicorn's exit signal (SIGTERM, Ctrl-C), refuse new requests with a JSON 503 at once and give the running
+    ones ``grace_s``; uvicorn waits a second longer, so those past it still get their 503 before it cancels them."""
+    handle_exit = server.handle_exit
+
+    def exit_and_drain(sig, frame):
+        try:  # the handler runs on the main thread, inside uvicorn's running event loop
+            asyncio.get_running_loop().call_soon_threadsafe(shutdown.begin, grace_s)
+        except RuntimeError:  # not serving yet (still loading): uvicorn just stops
+            pass
+        handle_exit(sig, frame)
+
+    server.handle_exit = exit_and_drain  # uvicorn installs self.handle_exit as the signal handler
+
+
 def serve(settings: ServeSettings) -> None:
     """Load the models, listen on --host/--port, answer requests until interrupted."""
     check_inputs(settings)
@@ -61,13 +82,24 @@ def serve(settings: ServeSettings) -> None:
     import uvicorn
 
     from .app import create_app
+    from .security import exposure_warning, resolve_api_key
+    from .quality import check_quality
+    from .tasks import plan_models
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
     limit_numpy_blas()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+    plan = plan_models(settings)
+    if settings.check_on:
+        check_quality(settings, plan)  # refuses to start (KluekitError: one line, exit 2) past --max-metric-drop
+    app = create_app(settings, plan)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level=settings.log_level, lifespan="on",
-                                           timeout_graceful_shutdown=10))
+                                           timeout_graceful_shutdown=settings.shutdown_grace_s + 1))
+    drain_on_exit(server, app.state.shutdown, settings.shutdown_grace_s)
+    warning = exposure_warning(settings.host, resolve_api_key(settings.api_key))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     url = f"http://{settings.host}:{settings.port}"
     print(f"kluekit: serving on {url} once the model is loaded (API docs: {url}/docs); Ctrl-C stops", flush=True)
 
@@ -89,4 +121,5 @@ def serve(settings: ServeSettings) -> None:
 
 
 SERVE = Command(options=ServeSettings, run="kluekit.serving.commands:serve",
-                help="serve the bi-encoder over HTTP: /similarity, /similarity/csv, /search, /health (docs at /docs)")
+                help="serve trained runs over HTTP: the bi-encoder (/similarity, /similarity/csv, /search) and task "
+                     "runs (/similarity, /relation, /classify, /entities, /answer), /health (docs at /docs)")

@@ -24,3 +24,13 @@ def too_large(message: str) -> RequestError:
 def unavailable(message: str) -> RequestError:
     """409: the server was not started with what the request needs (a corpus, a cross-encoder)."""
     return RequestError(409, message)
+
+
+def overloaded(message: str) -> RequestError:
+    """503: too many requests are waiting for the model (--max-queue); retry shortly."""
+    return RequestError(503, message)
+
+
+def timed_out(message: str) -> RequestError:
+    """504: the request's model work did not finish within --request-timeout."""
+    return RequestError(504, message)

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 COSINE = "cosine similarity of the two sentence embeddings, from -1 to 1"
 SCORE = "cosine on the STS 0-5 scale: 5 * max(cosine, 0) (0: unrelated or opposite, 5: same meaning)"
 RERANK = "the cross-encoder's STS score (0-5); only when rerank was asked for, else null"
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """The text itself; a ValueError (a 422 naming the field) if it holds an unpaired surrogate such as the
+    JSON escape ``"\\ud800"``: no UTF-8 text can, and the tokenizer would fail on it."""
+    if found := SURROGATE.search(text):
+        raise ValueError(f"the text holds an unpaired surrogate (\\u{ord(found.group()):04x} at character "
+                         f"{found.start()}), which is not Unicode text; send valid UTF-8")
+    return text
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
+"""A text field of a request body: any string but one with unpaired surrogates."""
 
 
 class Pair(BaseModel):
-    sentence1: str = Field(description="first sentence", examples=["오늘 날씨가 정말 좋네요."])
-    sentence2: str = Field(description="second sentence", examples=["날씨가 아주 맑고 좋습니다."])
+    sentence1: Text = Field(description="first sentence", examples=["오늘 날씨가 정말 좋네요."])
+    sentence2: Text = Field(description="second sentence", examples=["날씨가 아주 맑고 좋습니다."])
 
 
 class SimilarityRequest(BaseModel):
     """One pair (``sentence1`` + ``sentence2``) or a batch (``pairs``), not both."""
 
-    sentence1: str | None = Field(None, description="first sentence (a single pair)")
-    sentence2: str | None = Field(None, description="second sentence (a single pair)")
+    sentence1: Text | None = Field(None, description="first sentence (a single pair)")
+    sentence2: Text | None = Field(None, description="second sentence (a single pair)")
     pairs: list[Pair] | None = Field(None, description="a batch of pairs (at most --max-pairs)")
     rerank: bool = Field(False, description="also score each pair with the cross-encoder (--cross-encoder)")
 
@@ -104,3 +121,59 @@ class HealthResponse(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong with the request and how to fix it",
                         examples=["sentence1: the text is empty"])
+
+
+# -- ecosystem endpoints: OpenAI-compatible embeddings, text-embeddings-inference rerank -----------------
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's ``POST /v1/embeddings`` body."""
+
+    input: Text | list[Text] = Field(description="a text or a list of texts (at most 2 x --max-pairs)",
+                                     examples=["오늘 날씨가 정말 좋네요."])
+    model: str | None = Field(None, description="the served bi-encoder: the --model path or its folder name "
+                                                "(default: that model); any other name is a 404")
+    encoding_format: Literal["float", "base64"] = Field("float", description="float: lists of numbers; "
+                                                        "base64: little-endian float32 bytes, base64-encoded")
+    dimensions: int | None = Field(None, description="must be the model's embedding size if given")
+    user: str | None = Field(None, description="accepted and ignored (OpenAI compatibility)")
+
+    model_config = {"json_schema_extra": {"examples": [{"input": ["배송이 빨라요.", "가격이 비싸요."]}]}}
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(description="position of the text in ``input``")
+    embedding: list[float] | str = Field(description="the unit-length sentence embedding (base64 with "
+                                                     "encoding_format base64)")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="tokens the bi-encoder read (its tokenizer, special tokens "
+                                           "included, after truncation to its max_seq_length)")
+    total_tokens: int = Field(description="the same as prompt_tokens")
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding] = Field(description="one embedding per input text, in order")
+    model: str = Field(description="the served model's name (its folder name)")
+    usage: Usage
+
+
+class RerankRequest(BaseModel):
+    """text-embeddings-inference's ``POST /rerank`` body."""
+
+    query: Text = Field(description="the query", examples=["배송이 빠른가요?"])
+    texts: list[Text] = Field(description="texts to score against the query (at most --max-pairs)",
+                              examples=[["배송이 빨라서 만족합니다.", "가격이 조금 비싼 편이에요."]])
+    raw_scores: bool = Field(False, description="true: the scorer's own score (cross-encoder 0-5, bi-encoder "
+                                                "cosine -1..1); false: scaled to 0-1")
+    return_text: bool = Field(False, description="include each text in its result")
+    truncate: bool = Field(False, description="cut texts longer than --max-text-chars instead of refusing them")
+    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+        "right", description="with truncate: which end to keep cutting from (right: keep the start)")
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="position of the text in ``texts``")
+    score: float = Field(description="higher is more relevant; see raw_scores")
+    text: str | None = Field(None, description="the text, with return_text")

@@ -18,8 +18,11 @@ INDEX_KINDS = ["exact", "faiss"]
 class ServeSettings:
     """What ``kluekit serve`` loads and the limits it enforces on every request."""
 
-    model: str = opt(None, "bi-encoder: a sentence-transformers directory (e.g. from 'kluekit train biencoder'), "
-                           "or any encoder directory (mean pooling)", required=True)
+    model: list[str] = opt([], "what to serve, one or more NAME=DIR or DIR (name: the folder's name): a 'kluekit "
+                               "train <task>' run (sts, re, classify, ner, mrc: POST /similarity, /relation, /classify, "
+                               "/entities, /answer and /models/NAME/...), or one bi-encoder: a sentence-transformers "
+                               "directory (e.g. from 'kluekit train biencoder') or any encoder directory (mean pooling)",
+                           required=True)
     corpus: str | None = opt(None, "corpus file (CSV/TSV/JSONL/text) to index at start for GET /search")
     column: str | None = opt(None, "corpus column holding the sentences (default: detected)")
     index_dir: str | None = opt(None, "folder to keep the corpus index in; reused when built from the same "
@@ -41,6 +44,13 @@ class ServeSettings:
     rerank_max_length: int = opt(0, "cross-encoder max tokens per pair (0: the run's own --max-length)", minimum=0)
     runtime: str = opt("torch", "what runs the bi-encoder and the cross-encoder: " + RUNTIME_HELP, choices=RUNTIMES)
     threads: int = opt(0, "CPU threads of torch and ONNX Runtime (0: torch's own choice)", minimum=0)
+    max_context_chars: int = opt(5000, "longest accepted MRC context (POST /answer), in characters", minimum=1)
+    max_items: int = opt(64, "most items in one request to a task model's route ({\"items\": [...]})", minimum=1)
+    check_on: list[str] = opt([], "quality gate: labelled dev file(s), NAME=FILE or FILE (a FILE alone: the only task "
+                                  "model); at start each is scored with --runtime and with torch fp32, and the server "
+                                  "refuses to start when --runtime loses more than --max-metric-drop")
+    max_metric_drop: float = opt(1.0, "quality gate: largest accepted loss of the primary metric (points, x100 "
+                                      "scale) of --runtime against torch fp32", minimum=0)
     log_level: str = opt("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
     @property
@@ -53,3 +63,24 @@ class ServeSettings:
     def upload_request_bytes(self) -> int:
         """Largest body of POST /similarity/csv: the upload limit, the form fields and the multipart envelope."""
         return self.max_upload_bytes + 6 * self.max_text_chars + 64 * 1024
+
+    # batching
+    batch_max_tokens: int = opt(2048, "micro-batching: most tokens (estimated: characters x the tokenizer's "
+                                      "tokens per character, measured at start) in one model call; "
+                                      "--batch-max-texts stays an upper bound", minimum=1)
+    upload_chunk_texts: int = opt(0, "rows of a /similarity/csv upload encoded per model call; other requests "
+                                     "are served between chunks (0: --encode-batch-size)", minimum=0)
+    request_timeout: float = opt(600.0, "seconds a request may wait for the model before a 504 (0: no limit); "
+                                        "a 10,000-row upload takes about 2 minutes on 2 CPU cores, longer "
+                                        "beside other requests", minimum=0)
+    max_queue: int = opt(1000, "most requests waiting for the model; more get a 503 at once (0: no limit)",
+                         minimum=0)
+
+    # security and ecosystem
+    api_key: str | None = opt(None, "require this key on every request but /health, /metrics and the docs (header "
+                                    "'Authorization: Bearer KEY' or 'X-API-Key: KEY'; else 401); default: the "
+                                    "KLUEKIT_API_KEY environment variable (safer: not shown by ps), else no key")
+    cors_origins: list[str] = opt([], "origins a browser may call the API from (CORS), e.g. https://app.example.com, "
+                                      "or '*' for any; default: none, CORS off")
+    shutdown_grace_s: float = opt(10.0, "on SIGTERM or Ctrl-C: seconds running requests get to finish; requests "
+                                        "arriving meanwhile, and those still running then, get a JSON 503", minimum=0)

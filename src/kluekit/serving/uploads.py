@@ -1,4 +1,5 @@
-"""Uploaded tables: read with a hard byte limit, decode UTF-8 or CP949, parse CSV/TSV, pick the column."""
+"""Uploaded tables: read with a hard byte limit, decode UTF-8 or CP949 (Windows-1252 detected), parse CSV/TSV, pick
+the column."""
 
 from __future__ import annotations
 
@@ -28,12 +29,67 @@ async def read_limited(file, limit: int) -> bytes:
 
 
 def decode(raw: bytes) -> str:
-    """The upload's text, decoded as the file readers do (``data.io.decode_bytes``: UTF-8, CP949, ...); 415
-    for anything else."""
+    """The upload's text, decoded as the file readers do (``data.io.decode_bytes``: UTF-8, CP949, and Windows-1252
+    when its CP949 reading would be no Korean text); 415 for anything else, and for bytes that are valid CP949
+    only by accident (Windows-1252 text whose CP949 reading is mostly Hanja or rare syllables): never a guess."""
     try:
-        return decode_bytes(raw, "file")
-    except DataError:
-        raise RequestError(415, "file: not UTF-8 or CP949 text; upload a CSV/TSV saved as UTF-8") from None
+        text = decode_bytes(raw, "file")
+    except DataError as error:
+        if _western(raw):
+            raise RequestError(415, "file: not UTF-8 or CP949 text: it looks like Windows-1252 (cp1252, Western "
+                                    "European) text; save the file as UTF-8") from None
+        raise RequestError(415, f"file: not UTF-8 or CP949 text (line {error.row}: {error.problem}); upload a "
+                                "CSV/TSV saved as UTF-8") from None
+    if _is_utf8(raw) or not _western(raw):
+        return text
+    try:
+        as_cp949 = raw.decode("cp949")
+    except UnicodeDecodeError:
+        return text  # decode_bytes chose Windows-1252 itself (and logged it)
+    if text == as_cp949 and _mostly_unlikely(as_cp949):
+        raise RequestError(415, "file: not UTF-8, and as CP949 it would read as rare Hanja or syllables "
+                                f"({_sample(as_cp949)!r}), so it is likely Windows-1252 (cp1252) text; "
+                                "save the file as UTF-8")
+    return text
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _western(raw: bytes) -> bool:
+    """True when ``raw`` is Windows-1252 text: it decodes so, and its characters past ASCII are letters."""
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    if any(ord(char) < 0x20 and char not in "\t\r\n" for char in text):
+        return False  # control characters: not a text file
+    high = [char for char in text if ord(char) > 0x7F]
+    return bool(high) and sum(char.isalpha() or char in "\u2018\u2019\u201c\u201d\u2013\u2014\u20ac\u2026"
+                              for char in high) >= 0.9 * len(high)
+
+
+def _likely_korean(char: str) -> bool:
+    """A character CP949 Korean text is made of: KS X 1001's Hangul, jamo and symbols (lead bytes A1-C8)."""
+    try:
+        code = char.encode("cp949")
+    except UnicodeEncodeError:
+        return False
+    return len(code) == 2 and 0xA1 <= code[0] <= 0xC8 and code[1] >= 0xA1
+
+
+def _mostly_unlikely(text: str) -> bool:
+    others = [char for char in text if ord(char) > 0x7F]
+    return bool(others) and sum(not _likely_korean(char) for char in others) * 2 > len(others)
+
+
+def _sample(text: str) -> str:
+    return "".join(char for char in text if ord(char) > 0x7F)[:8]
 
 
 def _separator(text: str, filename: str | None) -> str:

@@ -25,7 +25,7 @@ docs/architecture.md). What a task says, in the order a run uses it (``model_dir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,29 @@ class TaskOptions:
 
     # values for options that runs saved before the option existed did not record (their old behaviour)
     LEGACY: ClassVar[dict] = {}
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """The request limits a task's serve spec puts into its request schema (from ``kluekit serve`` options)."""
+
+    max_text_chars: int = 1000     # a sentence, a question
+    max_context_chars: int = 5000  # an MRC passage
+
+
+@dataclass
+class ServeSpec:
+    """How a task is served over HTTP (``Task.serve_spec``): ``POST path`` takes one ``item`` (a pydantic
+    model) or ``{"items": [...]}``; ``examples(items)`` turns items into the examples DataFrame ``read`` would
+    make (no labels); ``results(preds, examples)`` turns ``outputs`` for those rows into one ``result`` dict each."""
+
+    path: str                                            # e.g. "/classify"
+    summary: str                                         # one line for /docs
+    item: type                                           # pydantic model of one request item
+    result: type                                         # pydantic model of one answer
+    examples: Callable[[list], pd.DataFrame]
+    results: Callable[[np.ndarray, pd.DataFrame], list[dict]]
+    description: str = ""
 
 
 class Task:
@@ -55,6 +78,7 @@ class Task:
     onnx_output: str | tuple[str, ...] = "logits"  # the model output(s) an ONNX export returns
     verbs: tuple[str, ...] = ("train", "evaluate", "predict")  # the CLI verbs the task is offered under
     cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
+    train_defaults: dict = {}             # training options this task uses unless given (e.g. max_length)
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()
@@ -191,6 +215,12 @@ class Task:
     def report(self, preds: np.ndarray, examples: pd.DataFrame, out_dir, worst: int = 30) -> list[str]:
         """Write analysis files (plots, tables) for a labelled set; return printable summary lines."""
         return []
+
+    # ---- serving ----------------------------------------------------------------------------------------
+    def serve_spec(self, limits: ServeLimits) -> ServeSpec | None:
+        """How ``kluekit serve`` answers requests for this task (route, schemas, rows in, answers out), or
+        None: not served as a task model (e.g. the bi-encoder, served by its own routes)."""
+        return None
 
     # ---- export -----------------------------------------------------------------------------------------
     def sample_inputs(self, tokenizer) -> dict[str, torch.Tensor]:

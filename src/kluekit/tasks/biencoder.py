@@ -70,6 +70,10 @@ class BiencoderTask(STSTask):
         model.max_seq_length = min(max_length, model.max_seq_length or max_length)  # not past the positions
         return model.max_seq_length
 
+    def serve_spec(self, limits):
+        """None: ``kluekit serve`` serves a bi-encoder with its own routes (/similarity, /search), not as a task model."""
+        return None
+
     def load_model(self, run_dir, device):
         from ..embedding.encoding import load_biencoder
 

@@ -114,6 +114,27 @@ class ClassifyTask(Task):
     def prediction_columns(self, preds):
         return label_columns(self.labels, preds)
 
+    def serve_spec(self, limits):
+        """``POST /classify``: a text (and its pair for NLI-like runs) -> label and per-label probabilities."""
+        from pydantic import BaseModel, create_model
+
+        from .base import ServeSpec
+        from .serve_fields import LabelResult, label_results, request_frame, text_field
+
+        text = text_field(limits.max_text_chars, "the text to classify", "유튜브 내달 2일까지 크리에이터 지원 공간 운영")
+        fields = {"text": (text, ...)}
+        if self.options.text_pair_column:
+            fields["text_pair"] = (text_field(limits.max_text_chars, "the second text of the pair (NLI: the hypothesis)"),
+                                   ...)
+        item = create_model("ClassifyPairItem" if len(fields) > 1 else "ClassifyItem", __base__=BaseModel, **fields)
+
+        def examples(items):
+            columns = {name: [getattr(i, name) for i in items] for name in fields}
+            return request_frame({**columns, "label": [""] * len(items)}, has_labels=False)
+
+        shown = ", ".join(self.labels[:8]) + (", ..." if len(self.labels) > 8 else "")
+        return ServeSpec("/classify", f"Label of a text: {shown}", item, LabelResult, examples, lambda preds, frame: label_results(self.labels, preds))
+
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
             raise KluekitError("--sample-submission is not supported for classify")

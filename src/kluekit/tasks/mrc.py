@@ -58,6 +58,7 @@ class MRCTask(Task):
     Options = MRCOptions
     fills_sample_submission = False
     onnx_output = ("start_logits", "end_logits")
+    train_defaults = {"max_length": 384}  # question + context windows (run_qa.py's 384, stride 128)
 
     @property
     def primary_metric(self):
@@ -139,6 +140,42 @@ class MRCTask(Task):
                            self.options.null_answers == "on", self.options.null_threshold)
         texts, starts, ends = span_texts(list(contexts), found["start"], found["end"])
         return pd.DataFrame({"answer": texts, "score": np.round(found["prob"], 6), "start": starts, "end": ends})
+
+    def serve_spec(self, limits):
+        """``POST /answer``: a question and its context -> the answer span (text, score, character offsets)."""
+        from pydantic import BaseModel, Field
+
+        from .base import ServeSpec
+        from .serve_fields import request_frame, text_field
+
+        Question = text_field(limits.max_text_chars, "the question", "바그너는 괴테의 파우스트를 읽고 무엇을 쓰고자 했는가?")
+        Context = text_field(limits.max_context_chars, "the passage the answer is taken from",
+                             "1839년 바그너는 괴테의 파우스트을 처음 읽고 그 내용에 마음이 끌려 이를 소재로 해서 하나의 교향곡을 쓰려는 뜻을 갖는다.")
+
+        class MRCItem(BaseModel):
+            question: Question
+            context: Context
+
+        class MRCResult(BaseModel):
+            answer: str = Field(description="the answer: context[start:end] ('' when the model finds none)")
+            score: float = Field(description="the span's probability among the candidate spans (0-1)")
+            start: int = Field(description="first character in the context (0-based; -1: no answer)")
+            end: int = Field(description="one past the last character (exclusive; -1: no answer)")
+
+        def examples(items):
+            n = len(items)
+            return request_frame({"title": [""] * n, "context": [i.context for i in items],
+                                  "question": [i.question for i in items], "answers": [[] for _ in range(n)],
+                                  "answer_starts": [[] for _ in range(n)], "is_impossible": [False] * n,
+                                  "question_type": [""] * n, "group": [""] * n})
+
+        def results(preds, frame):
+            spans = self.spans(preds, frame["context"])
+            return [{"answer": a, "score": float(s), "start": int(b), "end": int(e)}
+                    for a, s, b, e in zip(spans["answer"], spans["score"], spans["start"], spans["end"])]
+
+        return ServeSpec("/answer", "Answer a question from a passage (extractive)", MRCItem, MRCResult, examples,
+                         results)
 
     def metrics(self, preds, gold):
         answers = self.spans(preds, [context for context, _ in gold])["answer"].tolist()

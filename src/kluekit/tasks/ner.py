@@ -120,6 +120,40 @@ class NERTask(Task):
     def prediction_columns(self, preds):
         return {"pred_tags": [" ".join(tags) for tags in self.pred_tags(preds)]}
 
+    def serve_spec(self, limits):
+        """``POST /entities``: a sentence -> its entity spans with types and character offsets."""
+        from pydantic import BaseModel, Field
+
+        from ..data.ner import entity_spans
+        from .base import ServeSpec
+        from .serve_fields import request_frame, text_field
+
+        Sentence = text_field(limits.max_text_chars, "the sentence", "특히 영동고속도로 강릉 방향 문막휴게소에서 만종분기점까지 5㎞ 구간에는")
+
+        class NERItem(BaseModel):
+            sentence: Sentence
+
+        class NamedEntity(BaseModel):
+            text: str = Field(description="the entity as written: sentence[start:end]")
+            type: str = Field(description="entity type (e.g. PS, LC, OG, DT, TI, QT)")
+            start: int = Field(description="first character (0-based)")
+            end: int = Field(description="one past the last character (exclusive)")
+
+        class NERResult(BaseModel):
+            entities: list[NamedEntity] = Field(description="entity spans in sentence order")
+
+        def results(preds, frame):
+            return [{"entities": [{"text": sentence[s:e], "type": kind, "start": s, "end": e}
+                                  for s, e, kind in entity_spans(tags)]}
+                    for sentence, tags in zip(frame["sentence"], self.pred_tags(preds))]
+
+        def examples(items):
+            sentences = [i.sentence for i in items]
+            return request_frame({"sentence": sentences, "tags": [[""] * len(s) for s in sentences]}, has_tags=False)
+
+        return ServeSpec("/entities", "Named entities of a sentence, with character offsets", NERItem, NERResult,
+                         examples, results)
+
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
             raise KluekitError("--sample-submission is not supported for ner")

@@ -142,6 +142,51 @@ class RETask(Task):
     def prediction_columns(self, preds):
         return label_columns(self.labels, preds)
 
+    def serve_spec(self, limits):
+        """``POST /relation``: a sentence with subject and object spans (character offsets, end exclusive) ->
+        the relation label and every label's probability."""
+        from pydantic import BaseModel, Field, model_validator
+
+        from .base import ServeSpec
+        from .serve_fields import LabelResult, label_results, request_frame, text_field
+
+        class EntitySpan(BaseModel):
+            start: int = Field(ge=0, lt=limits.max_text_chars, description="first character (0-based)")
+            end: int = Field(ge=1, le=limits.max_text_chars, description="one past the last character (exclusive)")
+            type: str = Field("", max_length=32, description="entity type as in KLUE-RE (PER, ORG, LOC, DAT, POH, "
+                                                             "NOH); shown to models trained with typed markers")
+
+        Sentence = text_field(limits.max_text_chars, "the sentence", "조지 해리슨이 쓰고 비틀즈가 1969년 앨범 《Abbey Road》에 담은 노래다.")
+
+        class RelationItem(BaseModel):
+            sentence: Sentence
+            subject: EntitySpan = Field(description="the subject entity's span in the sentence",
+                                        examples=[{"start": 0, "end": 6, "type": "PER"}])
+            object: EntitySpan = Field(description="the object entity's span in the sentence",
+                                       examples=[{"start": 11, "end": 14, "type": "ORG"}])
+
+            @model_validator(mode="after")
+            def spans_inside(self):
+                for role in ("subject", "object"):
+                    span = getattr(self, role)
+                    if not span.start < span.end <= len(self.sentence):
+                        raise ValueError(f"{role}: span {span.start}-{span.end} is not inside the sentence "
+                                         f"({len(self.sentence)} characters; start < end <= length)")
+                return self
+
+        def examples(items):
+            columns = {"sentence": [i.sentence for i in items]}
+            for short, role in (("subj", "subject"), ("obj", "object")):
+                spans = [getattr(i, role) for i in items]
+                columns.update({f"{short}_word": [i.sentence[s.start:s.end] for i, s in zip(items, spans)],
+                                f"{short}_start": [s.start for s in spans], f"{short}_end": [s.end - 1 for s in spans],
+                                f"{short}_type": [s.type for s in spans]})
+            return request_frame({**columns, "label": [""] * len(items), "label_id": [-1] * len(items),
+                                  "source": [""] * len(items)})
+
+        return ServeSpec("/relation", "Relation between a subject and an object entity of a sentence", RelationItem,
+                         LabelResult, examples, lambda preds, frame: label_results(self.labels, preds))
+
     def write_predictions(self, preds, examples, path, sample_submission=None):
         if sample_submission:
             raise KluekitError("--sample-submission is not supported for re")

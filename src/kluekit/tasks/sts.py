@@ -77,6 +77,30 @@ class STSTask(Task):
     def metrics(self, preds, gold):
         return sts_metrics(preds, gold)
 
+    def serve_spec(self, limits):
+        """``POST /similarity``: a sentence pair -> the cross-encoder's 0-5 STS score."""
+        from pydantic import BaseModel, Field
+
+        from .base import ServeSpec
+        from .serve_fields import request_frame, text_field
+
+        First = text_field(limits.max_text_chars, "first sentence", "오늘 날씨가 정말 좋네요.")
+        Second = text_field(limits.max_text_chars, "second sentence", "날씨가 아주 맑고 좋습니다.")
+
+        class STSItem(BaseModel):
+            sentence1: First
+            sentence2: Second
+
+        class STSResult(BaseModel):
+            score: float = Field(description="the cross-encoder's STS score, 0 (unrelated) to 5 (same meaning)")
+
+        def examples(items):
+            return request_frame({"source": [""] * len(items), "sentence1": [i.sentence1 for i in items],
+                                  "sentence2": [i.sentence2 for i in items], "label": np.nan})
+
+        return ServeSpec("/similarity", "STS score of a sentence pair (cross-encoder)", STSItem, STSResult, examples,
+                         lambda preds, frame: [{"score": round(float(p), 6)} for p in preds])
+
     def write_predictions(self, preds, examples, path, sample_submission=None):
         frame = pd.DataFrame({"id": examples["id"].to_numpy(), "target": np.round(preds, 6)})
         if sample_submission:

@@ -1,0 +1,307 @@
+"""Task models behind the API: any ``kluekit train <task>`` run whose task has a serve spec (``Task.serve_spec``).
+
+``--model`` takes several values, ``NAME=RUN`` or ``RUN`` (name: the folder's name). A run whose task has a
+serve spec becomes a ``TaskService`` answering ``POST {spec.path}`` (the first model claiming that path) and
+``POST /models/{name}{spec.path}`` (always); anything else is the bi-encoder, served as before by
+``SimilarityService`` (at most one). The route, the request schema and the answers come from the task: this
+module never names one.
+
+    plan = plan_models(ServeSettings(model=["topics=runs/ynat", "runs/ner"]))
+    app.include_router(build_task_router(plan, settings))     # /classify, /entities, /models/topics/classify, ...
+"""
+
+# no ``from __future__ import annotations``: the route handlers' annotations are built per task at run time
+
+import asyncio
+import dataclasses
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from ..errors import KluekitError
+from .batcher import BatcherClosed
+from .settings import ServeSettings
+
+logger = logging.getLogger("kluekit")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+BIENCODER_PATHS = ("/similarity", "/similarity/csv", "/search", "/health")
+
+
+def serve_limits(settings: ServeSettings):
+    from ..tasks.base import ServeLimits
+
+    return ServeLimits(max_text_chars=settings.max_text_chars, max_context_chars=settings.max_context_chars)
+
+
+def model_values(settings: ServeSettings) -> list[str]:
+    """--model as a list (``ServeSettings(model="dir")`` from Python gives one string)."""
+    return [settings.model] if isinstance(settings.model, str) else list(settings.model or [])
+
+
+def split_name(value: str) -> tuple[str, str]:
+    """``NAME=RUN`` -> (NAME, RUN); ``RUN`` -> (its folder's name, RUN). An existing path is never split."""
+    name, sep, path = value.partition("=")
+    if not sep or Path(value).exists() or not NAME.fullmatch(name):
+        path = value
+        name = Path(value.rstrip("/")).name
+    if not NAME.fullmatch(name):
+        raise KluekitError(f"--model: {value!r}: the model name {name!r} must be letters, digits, '_', '.' or '-' "
+                           "(give NAME=RUN)")
+    return name, path
+
+
+@dataclass
+class TaskModel:
+    """One task model to serve: its name, run directory, predictor (loaded lazily) and serve spec."""
+
+    name: str
+    path: str
+    predictor: Any
+    spec: Any
+    routes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelPlan:
+    """What ``--model`` asks for: at most one bi-encoder (its settings) and the task models, in order."""
+
+    biencoder: ServeSettings | None
+    tasks: list[TaskModel]
+
+
+def plan_models(settings: ServeSettings) -> ModelPlan:
+    """Read each --model's run record (cheap: nothing loads) and decide its routes; a bad value is a KluekitError."""
+    from ..modeling import RUN_INFO, check_model_path
+    from ..predictor import Predictor
+
+    values = model_values(settings)
+    if not values:
+        raise KluekitError("--model is required: a bi-encoder directory or a 'kluekit train' run directory")
+    biencoder, tasks, names = None, [], {}
+    for value in values:
+        name, path = split_name(value)
+        check_model_path(path)
+        if name in names:
+            raise KluekitError(f"--model: two models are named {name!r} ({names[name]}, {path}); "
+                               "give each its own NAME=RUN")
+        names[name] = path
+        spec = None
+        if (Path(path) / RUN_INFO).is_file():
+            predictor = Predictor(path, verb="serve", runtime=settings.runtime, batch_size=settings.encode_batch_size,
+                                  progress=False)
+            spec = predictor.task.serve_spec(serve_limits(settings))
+        if spec is None:
+            if biencoder is not None:
+                raise KluekitError(f"--model: {biencoder.model} and {path} are both bi-encoders; serve one of them")
+            biencoder = dataclasses.replace(settings, model=path)
+            continue
+        tasks.append(TaskModel(name, path, predictor, spec))
+    claimed = set(BIENCODER_PATHS) if biencoder is not None else {"/health"}
+    for model in tasks:
+        if model.spec.path not in claimed:
+            claimed.add(model.spec.path)
+            model.routes.append(model.spec.path)
+        model.routes.append(f"/models/{model.name}{model.spec.path}")
+    return ModelPlan(biencoder, tasks)
+
+
+class TaskService:
+    """One task model on a worker thread; items of concurrent requests are predicted together (up to
+    --batch-max-texts items, waiting at most --batch-wait-ms for more after the first)."""
+
+    def __init__(self, model: TaskModel, settings: ServeSettings):
+        self.model, self.settings = model, settings
+        self.predictor, self.spec = model.predictor, model.spec
+        self.stats = {"requests": 0, "batches": 0, "items": 0, "largest_batch": 0, "predict_seconds": 0.0}
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def load(self) -> None:
+        """Load the model (slow, blocking; ONNX runtimes export on first use)."""
+        logger.info("loading %s (%s) from %s", self.model.name, self.predictor.task.name, self.model.path)
+        self.predictor.load()
+
+    def predict_now(self, items: list) -> list[dict]:
+        """The answers for ``items`` (request models of the task), computed here and now."""
+        examples = self.spec.examples(items)
+        return self.spec.results(self.predictor.predict(examples), examples)
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kluekit-{self.model.name}")
+        self._worker = asyncio.create_task(self._loop(), name=f"kluekit-{self.model.name}")
+
+    async def close(self) -> None:
+        """Answer what is queued, then stop."""
+        self._closed = True
+        if self._worker is not None:
+            self._queue.put_nowait(None)
+            await self._worker
+            self._executor.shutdown(wait=True)
+            self._worker = None
+
+    async def predict(self, items: list) -> list[dict]:
+        """The answers for ``items``, in order, predicted together with concurrent requests."""
+        if self._closed or self._queue is None:
+            raise BatcherClosed("the server is shutting down")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((list(items), future))
+        self.stats["requests"] += 1
+        return await future
+
+    async def _loop(self) -> None:
+        limit, wait = self.settings.batch_max_texts, self.settings.batch_wait_ms / 1000
+        stop = False
+        while not stop:
+            job = await self._queue.get()
+            if job is None:
+                break
+            jobs, size = [job], len(job[0])
+            deadline = time.monotonic() + wait
+            while size < limit:
+                try:
+                    job = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(
+                        self._queue.get(), max(deadline - time.monotonic(), 0))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            await self._serve(jobs)
+
+    async def _serve(self, jobs: list) -> None:
+        """One model call for the jobs' items; if it fails, each job alone (an error reaches only its request)."""
+        loop = asyncio.get_running_loop()
+        items = [item for job, _ in jobs for item in job]
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self.predict_now, items)
+        except Exception as error:
+            if len(jobs) == 1:
+                _resolve(jobs[0][1], error=error)
+                return
+            for job in jobs:
+                await self._serve([job])
+            return
+        self.stats["batches"] += 1
+        self.stats["items"] += len(items)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
+        self.stats["predict_seconds"] = round(self.stats["predict_seconds"] + time.perf_counter() - started, 3)
+        offset = 0
+        for job, future in jobs:
+            _resolve(future, results[offset:offset + len(job)])
+            offset += len(job)
+
+    def health(self) -> dict:
+        task = self.predictor.task
+        return {"name": self.model.name, "task": task.name, "run": self.model.path, "routes": self.model.routes,
+                "runtime": self.predictor.runtime, "labels": len(task.labels), "primary_metric": task.primary_metric,
+                "batching": dict(self.stats)}
+
+
+def _resolve(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
+    if not future.done():
+        future.set_exception(error) if error is not None else future.set_result(result)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------------
+def _body_type(spec, max_items: int):
+    """One item, or ``{"items": [...]}`` (1 to ``max_items``), told apart by the ``items`` key. The single
+    item's tag is ``body``, which error messages leave out (``text: ...`` as on the other routes)."""
+    from pydantic import ConfigDict, Discriminator, Field, Tag, create_model
+
+    items = Field(min_length=1, max_length=max_items, description=f"1 to {max_items} items (--max-items), answered in order")
+    batch = create_model(f"{spec.item.__name__}Batch", __config__=ConfigDict(extra="forbid"), items=(list[spec.item], items))
+    choose = Discriminator(lambda v: "batch" if isinstance(v, dict) and "items" in v else "body")
+    return Annotated[Union[Annotated[spec.item, Tag("body")], Annotated[batch, Tag("batch")]], choose], batch
+
+
+def _response_type(spec):
+    from pydantic import Field, create_model
+
+    batch = create_model(f"{spec.result.__name__}Batch",
+                         results=(list[spec.result], Field(description="one answer per item, in request order")))
+    return Union[spec.result, batch]
+
+
+def _add_route(router, route: str, model: TaskModel, settings: ServeSettings, body_limit: int) -> None:
+    from fastapi import Request
+
+    from .routes import ERRORS
+
+    spec = model.spec
+    body_type, batch = _body_type(spec, settings.max_items)
+    task = model.predictor.task.name
+
+    async def predict(request: Request, body: body_type):
+        service: TaskService = request.app.state.task_services[model.name]
+        if isinstance(body, batch):
+            return {"results": await service.predict(body.items)}
+        return (await service.predict([body]))[0]
+
+    router.add_api_route(
+        route, predict, methods=["POST"], response_model=_response_type(spec), responses=ERRORS, tags=[model.name],
+        summary=f"{spec.summary} ({model.name}: {task})", max_body_size=body_limit,
+        operation_id=f"{model.name}_{route.strip('/').replace('/', '_')}",
+        description=(spec.description + "\n\n" if spec.description else "") +
+        f"Model `{model.name}` ({task} run `{model.path}`). One item answers one result; `{{\"items\": [...]}}` "
+        f"(at most {settings.max_items}, --max-items) answers `{{\"results\": [...]}}` in order.")
+
+
+def build_task_router(plan: ModelPlan, settings: ServeSettings):
+    """``POST`` routes of every task model, and ``GET /health`` listing every model (with the bi-encoder's
+    own health under ``biencoder`` when one is served)."""
+    from fastapi import APIRouter, Request
+
+    router = APIRouter()
+    for model in plan.tasks:
+        for route in model.routes:
+            _add_route(router, route, model, settings, settings.max_request_bytes)
+
+    @router.get("/health", tags=["status"], summary="Is the server ready, and which models does it serve")
+    async def health(request: Request) -> dict:
+        return server_health(request.app, settings)
+
+    return router
+
+
+def server_health(app, settings: ServeSettings) -> dict:
+    from .. import __version__
+    from ..rundir import versions
+
+    services = getattr(app.state, "task_services", {})
+    similarity = getattr(app.state, "service", None)
+    models = [service.health() for service in services.values()]
+    if similarity is not None:
+        models.insert(0, {"name": Path(similarity.settings.model.rstrip("/")).name, "task": "biencoder",
+                          "run": similarity.settings.model, "routes": list(BIENCODER_PATHS[:3]),
+                          "runtime": similarity.settings.runtime})
+    limits = {name: getattr(settings, name) for name in ("max_text_chars", "max_context_chars", "max_items")}
+    return {"status": "ok", "models": models, "limits": limits,
+            "biencoder": None if similarity is None else similarity.health(),
+            "versions": {**versions(), "kluekit": __version__}}
+
+
+async def start_task_services(plan: ModelPlan, settings: ServeSettings) -> dict:
+    """Load every task model (on a thread: blocking) and start its batching; name -> TaskService."""
+    services = {}
+    for model in plan.tasks:
+        service = TaskService(model, settings)
+        await asyncio.to_thread(service.load)
+        await service.start()
+        services[model.name] = service
+        logger.info("ready: %s (%s) at %s", model.name, model.predictor.task.name, ", ".join(model.routes))
+    return services
+
+
+async def close_task_services(services: dict) -> None:
+    for service in services.values():
+        await service.close()
