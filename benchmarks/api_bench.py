@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, benchmark_parser, write_results
+from common import ROOT, SHARED, benchmark_parser, kluekit_env, write_results
 
 CACHE = ROOT / "runs" / "bench-api"
 DATA = SHARED / "data"
@@ -135,7 +135,7 @@ class Server:
             command = ["taskset", "-c", ",".join(map(str, range(args.threads))), *command]
         self.command, self.url = command, f"http://127.0.0.1:{port}"
         self.log = open(CACHE / log_name, "w")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = kluekit_env()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout: float) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -23,6 +24,13 @@ def benchmark_parser(doc: str, train: str, dev: str, name: str) -> argparse.Argu
     parser.add_argument("--name", default=name, help="results file name (benchmarks/results/<name>.json)")
     parser.add_argument("extra", nargs="*", help="more 'kluekit train' options, after --")
     return parser
+
+
+def kluekit_env(**extra: str) -> dict:
+    """The environment for a kluekit subprocess: this checkout's ``src`` first on PYTHONPATH (the caller's
+    entries kept after it), plus ``extra``."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def task_texts(shared: Path, sources: dict[str, tuple[str, str | None]]) -> list[str]:

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, task_texts, write_results
+from common import ROOT, SHARED, kluekit_env, task_texts, write_results
 
 PEAK_BF16 = 989.4e12
 WARM_STEPS = 10  # steps left out of the speed (start-up, compilation, graph capture), as kluekit's engine does
@@ -139,7 +139,7 @@ def kluekit_recipe(model_dir: Path, text: Path, steps: int, precision: str, scal
             "--batch-size", str(BATCH * scale), "--max-steps", str(steps), "--eval-steps", str(steps),
             "--precision", precision, "--learning-rate", str(5e-5 * scale), "--warmup", "0",
             "--eval-batch-size", str(BATCH), "--no-tensorboard", *extra]
-    subprocess.run(argv, check=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
+    subprocess.run(argv, check=True, env=kluekit_env())
     metrics = json.loads((out / "metrics.json").read_text())
     return {"tokens_per_s": metrics.get("steady_tokens_per_s"), "overall_tokens_per_s": metrics["train_tokens_per_s"],
             "train_seconds": metrics["train_seconds"],

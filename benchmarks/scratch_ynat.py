@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from common import ROOT, SHARED, task_texts, write_results
+from common import ROOT, SHARED, kluekit_env, task_texts, write_results
 
 YNAT = ["--preset", "ynat", "--epochs", "3", "--batch-size", "64", "--learning-rate", "1e-4", "--max-length", "64"]
 SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.tsv": ("classify", "ynat"),
@@ -32,8 +31,7 @@ SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.t
 def kluekit(*args: str, wait: bool = True):
     """Run a kluekit command (and wait for it, or return its process)."""
     process = subprocess.Popen([sys.executable, "-m", "kluekit", *args],
-                               env={**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": os.pathsep.join(
-                                   filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))})
+                               env=kluekit_env(TQDM_DISABLE="1"))
     if wait and process.wait():
         raise SystemExit(f"kluekit {' '.join(args[:2])} failed ({process.returncode})")
     return process

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, write_results
+from common import ROOT, SHARED, kluekit_env, write_results
 
 # task -> (train file, labelled dev file, unlabelled text for TAPT, primary metric, fine-tuning options)
 TASKS = {
@@ -43,7 +42,7 @@ TAPT = ["--epochs", "3", "--batch-size", "32", "--learning-rate", "1e-4", "--max
 def run_all(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
     """Run ``name -> argv`` at most ``jobs`` at a time; stop on the first failure (its log's tail printed)."""
     waiting, running = list(commands.items()), {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TQDM_DISABLE": "1"}
+    env = kluekit_env(TQDM_DISABLE="1")
     while waiting or running:
         while waiting and len(running) < jobs:
             name, argv = waiting.pop(0)

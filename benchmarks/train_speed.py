@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, write_results
+from common import ROOT, SHARED, kluekit_env, write_results
 
 PEAK_BF16 = {"H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.5e12, "H100": 989.4e12, "H200": 989.4e12,
              "A100": 312e12, "L40S": 362e12, "A10G": 70e12}  # dense, from the vendors' data sheets
@@ -166,7 +165,7 @@ def run_kluekit(name: str, model_dir: str, train: Path, dev: Path, epochs: int, 
     argv = [*(launcher or [sys.executable]), "-m", "kluekit", "train", "sts", "--model", model_dir, "--train", str(train),
             "--dev", str(dev), "--epochs", str(epochs), "--batch-size", str(batch_size), "--output-dir", str(run_dir),
             "--overwrite", *options]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = kluekit_env()
     subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "kluekit.json").read_text())
