@@ -56,11 +56,14 @@ class GraphedSteps:
     ``forward(model, batch)`` gives the model's outputs (run under autocast) and ``loss(outputs, batch)`` the
     task's loss; the backward pass takes it divided by ``accum`` (the gradient accumulation steps).
     ``precision``: 'fp32' or 'bf16'. The ``.grad`` tensors are allocated here and must stay (zero them with
-    ``zero_grad(set_to_none=False)``): the graphs add into them in place.
+    ``zero_grad(set_to_none=False)``): the graphs add into them in place. ``plain_forward`` (default ``forward``)
+    runs the batches that are not captured because they are not full (an epoch's last): with a compiled
+    ``forward`` that one odd shape would otherwise cost a whole recompilation.
     """
 
-    def __init__(self, model, forward, loss, batch_size: int, precision: str, accum: int = 1):
+    def __init__(self, model, forward, loss, batch_size: int, precision: str, accum: int = 1, plain_forward=None):
         self.model, self.forward, self.loss, self.batch_size, self.accum = model, forward, loss, batch_size, accum
+        self.plain_forward = plain_forward or forward
         self.dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
         self.graphs: dict[tuple, tuple] = {}
         self.failed = False
@@ -69,15 +72,15 @@ class GraphedSteps:
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
 
-    def forward_loss(self, batch: dict) -> torch.Tensor:
+    def forward_loss(self, batch: dict, forward=None) -> torch.Tensor:
         # autocast's weight cache must be off inside a graph
         with torch.autocast("cuda", dtype=self.dtype or torch.float32, enabled=self.dtype is not None,
                             cache_enabled=False):
-            outputs = self.forward(self.model, batch)
+            outputs = (forward or self.forward)(self.model, batch)
         return self.loss(outputs, batch)
 
-    def eager(self, batch: dict) -> torch.Tensor:
-        loss = self.forward_loss(batch)
+    def eager(self, batch: dict, forward=None) -> torch.Tensor:
+        loss = self.forward_loss(batch, forward)
         (loss / self.accum).backward()
         return loss.detach()
 
@@ -86,7 +89,9 @@ class GraphedSteps:
         entry = self.graphs.get(key)
         if entry is None:
             rows = next(iter(batch.values())).shape[0]
-            if self.failed or rows != self.batch_size or len(self.graphs) >= MAX_GRAPHS:
+            if rows != self.batch_size:
+                return self.eager(batch, self.plain_forward)
+            if self.failed or len(self.graphs) >= MAX_GRAPHS:
                 return self.eager(batch)
             entry = self.capture(batch)
             if entry is None:

@@ -98,12 +98,13 @@ class Trainer:
         self.forward = compiled(step.forward) if cfg.compile and device_type == "cuda" \
             else step.forward
         self.graphed = GraphedSteps(self.model, self.forward, step.loss, cfg.batch_size, self.precision,
-                                    cfg.grad_accum) if self.graphs else None
+                                    cfg.grad_accum, plain_forward=step.forward) if self.graphs else None
         self.state = {"stage": stage, "global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
                       "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "train_tokens_seen": 0,
                       "carry": carry or {}}
         self.best_outputs = None  # the evaluator's outputs for the kept model (not saved in checkpoints)
         self.first_step, self.warm = 0, None  # (train seconds, tokens) once WARM_STEPS steps of this process ran
+        self.pending = None  # (step, loss tensor) logged at the next logging step
 
     @property
     def unwrapped(self):
@@ -165,7 +166,7 @@ class Trainer:
                 if state["global_step"] - self.first_step == WARM_STEPS:  # compiling and capturing are behind
                     self.warm = (state["train_seconds"] + self.elapsed(started), state["train_tokens_seen"])
                 if state["global_step"] % 10 == 0:
-                    self.log_step(writer, progress, loss.item())
+                    self.log_step(writer, progress, loss)
                 epoch_done = index + 1 == len(batches)
                 state["epoch"], state["batch"] = (state["epoch"] + 1, 0) if epoch_done else (state["epoch"], index + 1)
                 at_end = state["global_step"] >= self.total_steps
@@ -188,8 +189,9 @@ class Trainer:
         with sync:
             if self.graphed is not None:
                 return self.graphed(batch)
-            with acc.autocast():
-                outputs = self.forward(self.model, batch)
+            full = len(next(iter(batch.values()))) == self.cfg.batch_size
+            with acc.autocast():  # a compiled forward for full batches only: an odd last batch would recompile it
+                outputs = (self.forward if full else self.step.forward)(self.model, batch)
             loss = self.step.loss(outputs, batch)
             acc.backward(loss / self.cfg.grad_accum)
             return loss.detach()
@@ -206,11 +208,16 @@ class Trainer:
             torch.cuda.synchronize()  # count the queued GPU work as training time
         return time.perf_counter() - started
 
-    def log_step(self, writer, progress, loss: float) -> None:
-        lr = self.scheduler.get_last_lr()[0]
-        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+    def log_step(self, writer, progress, loss: torch.Tensor) -> None:
+        """Shows and records the loss of the previous logging step, and keeps this one's for the next: that
+        value was computed long ago, so reading it does not leave the GPU idle while the host waits."""
+        (step, value), self.pending = self.pending or (None, None), (self.state["global_step"], loss.detach().clone())
+        if step is None:
+            return
+        value, lr = value.item(), self.scheduler.get_last_lr()[0]
+        progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         if writer:
-            writer.add_scalar(f"{self.stage}/loss", loss, self.state["global_step"])
+            writer.add_scalar(f"{self.stage}/loss", value, step)
             writer.add_scalar(f"{self.stage}/lr", lr, self.state["global_step"])
 
     def evaluate(self, writer) -> None:
