@@ -85,7 +85,11 @@ def main() -> None:
         "documents": len(text.read_text(encoding="utf-8").splitlines()), "pretrain_minutes": args.minutes,
         "pretrain_steps": steps, "pretrain_train_seconds": pretrained["train_seconds"],
         "pretrain_tokens_per_s": pretrained["train_tokens_per_s"],
-        "scratch_held_out_perplexity": round(pretrained["history"][-1]["perplexity"], 2),
+        # the kept (fine-tuned) model is the best evaluation's; a long run on this small corpus can overfit after it
+        "scratch_held_out_perplexity": round(pretrained["best"]["perplexity"], 2),
+        "scratch_best_step": pretrained["best_step"],
+        "scratch_last_held_out_perplexity": round(pretrained["history"][-1]["perplexity"], 2),
+        "scratch_perplexity_history": " ".join(f"{h['step']}:{h['perplexity']:.1f}" for h in pretrained["history"]),
         "scratch_ynat_macro_f1": round(scores["scratch"]["macro_f1"], 2),
         "e5_ynat_macro_f1": round(scores["e5"]["macro_f1"], 2), "ynat_options": " ".join(YNAT)})
 

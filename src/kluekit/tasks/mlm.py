@@ -162,8 +162,8 @@ class MLMTask(Task):
         rows, cols = batch["mask_rows"], batch["mask_cols"]
         head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
         if head is None:  # a masked-LM class of another layout: its own forward (vocabulary-sized for every token)
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[rows, cols]
-        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits[rows, cols]
+        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"))
         return head(hidden.last_hidden_state[rows, cols])
 
     def token_losses(self, logits, batch) -> torch.Tensor:
