@@ -115,3 +115,26 @@ def test_train_under_torchrun_two_processes(tiny_model, sts_train_csv, tmp_path)
     assert info["world_size"] == 2 and info["cuda_graphs"] is False
     assert metrics["steps"] == 4  # 64 rows / (8 per process x 2 processes)
     assert metrics["train_examples_seen"] == 64
+
+
+def test_bf16_predictions_come_from_an_fp32_head(tiny_sts):
+    """Under bf16 autocast the encoder runs in bf16 but the head in fp32: regression scores are not bf16 values
+    (8 bits of mantissa: steps of 1/32 near 5), and they match the head applied in fp32 to the bf16 states."""
+    from kluekit.inference import autocast, fp32_heads, head_modules
+
+    tokenizer, model, features = tiny_sts
+    task, cpu = STSTask(), torch.device("cpu")
+    batch = task.collator(tokenizer)(features * 8)
+    assert [type(m).__name__ for m in head_modules(model)] == ["Linear"]  # BertForSequenceClassification.classifier
+    with torch.no_grad():
+        with autocast(cpu, "bf16"):
+            rounded = task.forward(model, batch).logits
+        with autocast(cpu, "bf16"), fp32_heads(model, cpu, "bf16"):
+            scores = task.forward(model, batch).logits
+            hidden = model.bert(**{k: v for k, v in batch.items() if k != "labels"}).pooler_output
+        expected = model.classifier(hidden.float())
+    assert rounded.dtype == torch.bfloat16 and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected)
+    assert (scores != scores.to(torch.bfloat16).float()).any()  # not bf16-representable
+    assert not model.classifier._forward_pre_hooks  # the hooks are gone afterwards
+    assert head_modules(model.bert) == []  # a bare encoder has no head

@@ -82,3 +82,24 @@ def build_tiny_biencoder(model_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir))
     return out_dir
+
+
+def build_tiny_gpt2(texts: list[str], out_dir: Path, vocab_size: int = 800, seed: int = 0, hidden: int = 64,
+                    layers: int = 2, positions: int = 128) -> Path:
+    """A SentencePiece-style BPE tokenizer (``kluekit tokenizer train --kind bpe``: <s> <pad> </s> <unk> <mask>)
+    trained on ``texts`` and a random GPT-2 (``layers`` x ``hidden``, ``positions`` positions), saved in ``out_dir``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from kluekit.tokenizer import TokenizerTrainOptions, train_tokenizer
+
+    tokenizer = train_tokenizer(TokenizerTrainOptions(input=["-"], output_dir=str(out_dir), kind="bpe",
+                                                      vocab_size=vocab_size), texts)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=hidden, n_layer=layers, n_head=4,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    GPT2LMHeadModel(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
