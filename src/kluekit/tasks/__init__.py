@@ -6,6 +6,8 @@ from ..errors import KluekitError
 from .base import Task
 from .biencoder import BiencoderTask
 from .classify import ClassifyTask
+from .clm import CLMTask
+from .dialogue import DialogueTask
 from .mlm import MLMTask
 from .mrc import MRCTask
 from .ner import NERTask
@@ -20,6 +22,8 @@ TASKS: dict[str, type[Task]] = {
     MRCTask.name: MRCTask,
     BiencoderTask.name: BiencoderTask,
     MLMTask.name: MLMTask,
+    CLMTask.name: CLMTask,
+    DialogueTask.name: DialogueTask,
 }
 
 
