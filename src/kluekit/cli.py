@@ -35,9 +35,12 @@ def _commands() -> dict:
     from .embedding.commands import ENCODE, SEARCH
     from .ensemble import ENSEMBLE
     from .fillmask import FILL_MASK
+    from .chat import CHAT
+    from .generation import GENERATE
     from .serving.commands import SERVE
 
-    return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE, "fill-mask": FILL_MASK}
+    return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE, "fill-mask": FILL_MASK,
+            "generate": GENERATE, "chat": CHAT}
 
 
 def _groups() -> dict:
