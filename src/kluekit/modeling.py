@@ -50,3 +50,49 @@ def load_saved(run_dir, model_class, device):
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = model_class.from_pretrained(run_dir).to(device).eval()
     return tokenizer, model
+
+
+def pretrained_core(model):
+    """The transformers model inside ``model``: ``model`` itself, or the first ``PreTrainedModel`` a wrapper
+    (a sentence-transformers bi-encoder) holds."""
+    from transformers import PreTrainedModel
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            return module
+    raise KluekitError("--reinit-layers: the model holds no transformers model to re-initialise")
+
+
+def encoder_layers(model):
+    """The encoder's list of layers (``base_model.encoder.layer`` for BERT, ``base_model.h`` for GPT-2, ...): the
+    longest ``nn.ModuleList`` under the base model, the first of them on a tie."""
+    import torch
+
+    core = pretrained_core(model)
+    lists = [module for module in core.base_model.modules() if isinstance(module, torch.nn.ModuleList)]
+    if not lists:
+        raise KluekitError("--reinit-layers: found no list of encoder layers in the model")
+    return max(lists, key=len)
+
+
+def reinit_top_layers(model, count: int, seed: int) -> None:
+    """Re-initialise the top ``count`` encoder layers with the model's own ``_init_weights`` (Zhang et al. 2021,
+    "Revisiting few-sample BERT fine-tuning": the top layers are the most specific to pre-training). Drawn from
+    a generator seeded with ``seed`` and set apart from torch's global one: the same seed, the same weights, and
+    the random numbers training draws afterwards are not shifted."""
+    import torch
+
+    layers = encoder_layers(model)
+    if count > len(layers):
+        raise KluekitError(f"--reinit-layers: {count} is more than the model's {len(layers)} encoder layers")
+    core = pretrained_core(model)
+    with torch.random.fork_rng():  # the CPU generator, and CUDA's where there is one
+        torch.manual_seed(seed)
+        for layer in layers[len(layers) - count:]:
+            flags = list(layer.parameters()) + list(layer.buffers())
+            for tensor in flags:  # transformers skips tensors it marked as loaded (_is_hf_initialized)
+                tensor._is_hf_initialized = False
+            for module in layer.modules():
+                core._init_weights(module)
+            for tensor in flags:
+                tensor._is_hf_initialized = True

@@ -21,6 +21,7 @@ from .engine import Stage, Trainer, TrainData
 from .engine.checkpoint import read_progress
 from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
+from .modeling import reinit_top_layers
 from .rundir import RunDir
 
 log = logging.getLogger("kluekit")
@@ -158,6 +159,9 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     set_seed(cfg.seed)
     train_examples, dev_files = read_data(task, cfg, examples)
     tokenizer, model = task.build_model(cfg.model)
+    if cfg.reinit_layers:  # also on --resume: the same seed, the same weights, and the checkpoint's replace them
+        reinit_top_layers(model, cfg.reinit_layers, cfg.seed)
+        log.info("re-initialised the top %d encoder layers", cfg.reinit_layers)
     max_length = task.max_length(model, cfg.max_length)
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
     dev_sets = [(name, frame, task.encode(frame, tokenizer, max_length)) for name, _, frame in dev_files]

@@ -1,9 +1,10 @@
 """The one training loop: every model kind (cross-encoders, the bi-encoder, language models) trains here.
 
 ``Trainer`` owns the loop, gradient accumulation, mixed precision, CUDA graphs, DDP through accelerate,
-evaluation every epoch or N steps, best-model keeping, exact resume, progress with ETA, TensorBoard and the
-throughput / peak-memory record. What differs between model kinds comes from the task (``tasks/base.py``):
-``forward(model, batch)`` and ``loss(outputs, batch)``; the data comes as a ``TrainData``::
+evaluation every epoch or N steps, best-model keeping (of a weight average with ``--ema-decay``), exact
+resume, progress with ETA, TensorBoard and the throughput / peak-memory record. What differs between model
+kinds comes from the task (``tasks/base.py``): ``forward(model, batch)`` and ``loss(outputs, batch)``; the data
+comes as a ``TrainData``::
 
     data = TrainData(Features(features), plan=lambda epoch, rank, world: batches, collate=collator, pad_id=0)
     result = Trainer(model, task, data, cfg, run_dir, evaluator=evaluator, save_best=save).fit()
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..inference import resolve_precision
 from .checkpoint import find_checkpoint, load_checkpoint, read_progress, save_checkpoint
+from .ema import EMA
 from .graphs import BucketPadding, GraphedSteps
 from .optim import make_optimizer, make_scheduler, warmup_steps
 
@@ -91,9 +93,12 @@ class Trainer:
         self.per_epoch = math.ceil(len(data.plan(0, acc.process_index, acc.num_processes)) / cfg.grad_accum)
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.per_epoch))
         self.warmup = warmup_steps(cfg.warmup, self.total_steps)
-        optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, fused=device_type == "cuda")
+        optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, fused=device_type == "cuda",
+                                   layer_decay=cfg.layer_decay)
         self.scheduler = make_scheduler(optimizer, cfg.scheduler, self.warmup, self.total_steps)
         self.model, self.optimizer = acc.prepare(model, optimizer)
+        # after prepare: the average lives on the device the weights were moved to
+        self.ema = EMA(self.unwrapped.parameters(), cfg.ema_decay) if cfg.ema_decay else None
         self.collate = BucketPadding(data.collate, data.pad_id) if self.graphs else data.collate
         self.forward = compiled(step.forward) if cfg.compile and device_type == "cuda" \
             else step.forward
@@ -112,7 +117,7 @@ class Trainer:
 
     def parts(self) -> dict:
         return {"model": self.unwrapped, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "scaler": self.accelerator.scaler}
+                "scaler": self.accelerator.scaler, "ema": self.ema}
 
     def resume(self) -> bool:
         """Continue from the run's checkpoint if it belongs to this stage; True if it did."""
@@ -120,6 +125,9 @@ class Trainer:
         if folder is None or read_progress(folder).get("stage", self.stage) != self.stage:
             return False
         self.state = load_checkpoint(folder, self.parts(), self.accelerator.process_index, self.accelerator.device)
+        if self.ema is not None and not (folder / "ema.pt").is_file():
+            log.warning("--ema-decay: the checkpoint holds no weight average; starting one from its weights")
+            self.ema.reset()
         self.first_step = self.state["global_step"]
         log.info("%s: resumed from step %d (epoch %d, batch %d)", self.stage, self.state["global_step"],
                  self.state["epoch"], self.state["batch"])
@@ -200,6 +208,8 @@ class Trainer:
         if self.cfg.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=self.graphed is None)  # graphs accumulate into kept .grad tensors
 
@@ -214,14 +224,20 @@ class Trainer:
         (step, value), self.pending = self.pending or (None, None), (self.state["global_step"], loss.detach().clone())
         if step is None:
             return
-        value, lr = value.item(), self.scheduler.get_last_lr()[0]
+        value, lr = value.item(), max(self.scheduler.get_last_lr())  # the peak rate (--layer-decay lowers others)
         progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         if writer:
             writer.add_scalar(f"{self.stage}/loss", value, step)
             writer.add_scalar(f"{self.stage}/lr", lr, self.state["global_step"])
 
     def evaluate(self, writer) -> None:
-        """Score the dev data (if any), record it, and keep the model if it is the best so far."""
+        """Score the dev data (if any), record it, and keep the model if it is the best so far; with
+        ``--ema-decay``, of the weight average, swapped in for this and out after (training goes on raw)."""
+        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            self.score(writer)
+
+    def score(self, writer) -> None:
+        """``evaluate`` with the weights the model holds now."""
         state, better = self.state, self.keep_best
         if self.evaluator is not None:
             metrics, outputs = self.evaluator(self.unwrapped)
