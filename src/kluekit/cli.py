@@ -100,6 +100,10 @@ def run(argv: list[str] | None = None) -> object:
     task_cls = TASKS[task_name]
     config_cls = VERBS[verb][0]
     if config_cls is TrainConfig:
+        if values.get("recipe"):  # under --config and the command line, above the task's defaults
+            from .recipes import load_recipe
+
+            values = {**load_recipe(values["recipe"], task_name), **values}
         run_values, task_values = split_options(values, config_cls, task_cls.Options)
         run_values = {**task_cls.train_defaults, **run_values}
         unknown = set(values) - set(run_values) - set(task_values)

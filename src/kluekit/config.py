@@ -95,6 +95,8 @@ class TrainConfig:
     tensorboard: bool = opt(True, "write TensorBoard logs to <output-dir>/logs")
     folds: int = opt(0, "k-fold: train K models, each scored on the fold it did not see (stratified by label for "
                         "classification), into <output-dir>/fold-<k>, plus the out-of-fold score; 0: off", minimum=0)
+    recipe: str | None = opt(None, "a recipe of options shipped with kluekit (src/kluekit/recipes; docs/benchmarks.md "
+                                   "says what each was measured to gain); the command line and --config override it")
 
     def __post_init__(self):
         """The ranges ``opt(minimum=...)`` cannot say: the decays are checked at both ends."""
