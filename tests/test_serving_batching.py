@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from conftest import serve_process
 from kluekit.serving import ServeSettings
 from kluekit.serving.app import create_app
-from kluekit.serving.batcher import BatcherBusy, MicroBatcher, estimate_tokens
+from kluekit.serving.batcher import BatcherBusy, MicroBatcher, estimate_tokens, item_tokens
 from kluekit.serving.errors import RequestError
 
 
@@ -47,6 +47,44 @@ def run(coroutine):
 
 def test_estimate_tokens():
     assert estimate_tokens("") == 2 and estimate_tokens("가" * 10, 0.5) == 7 and estimate_tokens("ab", 0.6) == 4
+
+
+def test_item_tokens_sum_the_string_fields():
+    item = {"question": "가" * 10, "context": "나" * 20, "span": {"start": 0, "type": "PER"}, "n": 3}
+    assert item_tokens(item, 0.5) == estimate_tokens("가" * 10, 0.5) + estimate_tokens("나" * 20, 0.5) + \
+        estimate_tokens("PER", 0.5)
+
+
+def test_items_with_list_answers_are_batched_chunked_and_kept_to_their_request():
+    calls = []
+
+    def answer(items: list[dict]) -> list[dict]:  # a task model: one answer dict per item
+        calls.append([item["text"] for item in items])
+        if any(item["text"] == "boom" for item in items):
+            raise ValueError("cannot answer boom")
+        return [{"echo": item["text"]} for item in items]
+
+    async def scenario():
+        batcher = MicroBatcher(answer, max_texts=64, max_tokens=40, max_wait_ms=20, dedupe=False,
+                               count_tokens=lambda item: len(item["text"]))
+        await batcher.start()
+        small = [[{"text": text(r, 3)}, {"text": text(r, 3)}] for r in range(4)]  # equal, unhashable items
+        large = [{"text": text(100 + i, 5 + i % 4)} for i in range(12)]
+        results = await asyncio.gather(batcher.encode([{"text": "boom"}]), *(batcher.encode(items) for items in small),
+                                       batcher.encode(large, chunk=3), return_exceptions=True)
+        await batcher.close()
+        return batcher, small, large, results
+
+    batcher, small, large, results = run(scenario())
+    assert isinstance(results[0], ValueError)
+    for items, answers in zip(small, results[1:5]):
+        assert answers == [{"echo": item["text"]} for item in items]  # a list, in order, no de-duplication
+    assert results[5] == [{"echo": item["text"]} for item in large]
+    merged = [call for call in calls if "boom" in call and len(call) > 1]
+    assert merged and ["boom"] in calls, calls  # failed merged, then each request alone
+    large_calls = [call for call in calls if call[0].startswith("001")]
+    assert all(len(call) <= 3 and sum(map(len, call)) <= 40 for call in large_calls) and len(large_calls) >= 4
+    assert batcher.stats.requests == 6 and batcher.stats.queue_depth == 0
 
 
 def test_batches_respect_the_token_budget_and_each_request_gets_its_rows_in_order():

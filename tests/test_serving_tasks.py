@@ -1,12 +1,16 @@
 """Task models behind the API (``kluekit serve --model RUN ...``): each task's route answers what
 ``Predictor`` predicts for the same rows, limits show in OpenAPI and are enforced as 4xx, several models
-are served at once under their names, concurrent requests are batched, and the int8 quality gate refuses
+are served at once under their names, concurrent requests go through the micro-batcher (token budget, chunks
+between small requests, 504, 503, metrics, errors kept to their request), and the int8 quality gate refuses
 to start past --max-metric-drop. Tiny runs trained for a few steps on slices of the shared data."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,7 @@ from kluekit.errors import KluekitError
 from kluekit.predictor import Predictor
 from kluekit.serving import ServeSettings
 from kluekit.serving.app import create_app
+from kluekit.serving.batcher import estimate_tokens
 from kluekit.serving.quality import check_quality, metric_drop
 from kluekit.serving.tasks import plan_models
 
@@ -154,6 +159,9 @@ def test_bi_encoder_keeps_similarity_and_the_cross_encoder_moves_under_its_name(
         assert health["models"][1]["routes"] == ["/models/cross/similarity"]
         assert health["biencoder"]["model"] == str(tiny_biencoder)
         assert client.get("/search", params={"q": "가"}).status_code == 409  # the bi-encoder's routes, as before
+        metrics = client.get("/metrics").text  # one batcher per model, each under its name
+        assert 'kluekit_batcher_requests_total{model="cross"} 1.0' in metrics
+        assert f'kluekit_batcher_requests_total{{model="{tiny_biencoder.name}"}} 1.0' in metrics
 
 
 # -- errors and limits ------------------------------------------------------------------------------------
@@ -191,6 +199,148 @@ def test_model_values_are_checked_in_one_line(runs, tiny_biencoder, tmp_path, ca
         plan_models(ServeSettings(model=[str(tiny_biencoder), f"other={tiny_biencoder}"]))
     assert cli.main(["serve", "--model", f"a={tmp_path / 'nowhere'}"]) == 2
     assert f"--model: no such directory '{tmp_path / 'nowhere'}'" in capsys.readouterr().err
+
+
+# -- the micro-batcher on task routes ---------------------------------------------------------------------
+class StubPredict:
+    """Stands in for a classify run's ``predict``: records each call's texts, sleeps ``delay`` seconds, fails a
+    call holding "boom", and puts all probability on label ``N % labels`` for a text starting with digits N."""
+
+    def __init__(self, labels: list[str], delay: float = 0.0):
+        self.labels, self.delay, self.calls = labels, delay, []
+
+    def __call__(self, frame) -> np.ndarray:
+        texts = frame["text"].tolist()
+        self.calls.append(texts)
+        time.sleep(self.delay)
+        if any("boom" in t for t in texts):
+            raise ValueError("cannot predict boom")
+        return np.eye(len(self.labels))[[self.label_id(t) for t in texts]]
+
+    def label_id(self, text: str) -> int:
+        return int(text[:2]) % len(self.labels)
+
+
+@contextmanager
+def stubbed_client(runs, monkeypatch, delay: float = 0.0, raise_server_exceptions: bool = True, **options):
+    """A client of the topics run whose predictions come from a :class:`StubPredict` (the model still loads);
+    ``raise_server_exceptions=False``: a 500 is answered to the test instead of raised in it."""
+    settings = ServeSettings(model=[f"topics={runs['topics']}"], **{**LIMITS, **options})
+    plan = plan_models(settings)
+    predictor = plan.tasks[0].predictor
+    stub = StubPredict(predictor.task.labels, delay)
+    monkeypatch.setattr(predictor, "predict", stub, raising=False)
+    with TestClient(create_app(settings, plan), raise_server_exceptions=raise_server_exceptions) as client:
+        yield client, stub, client.app.state.task_services["topics"]
+
+
+def numbered(i: int, length: int) -> str:
+    """A text starting with its number (the stub's label) and ``length`` characters long."""
+    return f"{i:02d} 뉴스".ljust(length, "가")
+
+
+def batching(client, name: str = "topics") -> dict:
+    return {m["name"]: m.get("batching") for m in client.get("/health").json()["models"]}[name]
+
+
+def test_task_requests_are_merged_within_the_token_budget(runs, monkeypatch):
+    texts = [numbered(i, 12 + 9 * (i % 3)) for i in range(18)]
+    with stubbed_client(runs, monkeypatch, delay=0.03, batch_max_tokens=60,
+                        batch_wait_ms=50) as (client, stub, service):
+        tokens = {t: estimate_tokens(t, service.tokens_per_char) for t in texts}
+        assert sum(tokens.values()) > 3 * 60 and max(tokens.values()) <= 30  # several calls, two items fit in one
+        with ThreadPoolExecutor(9) as pool:
+            answers = list(pool.map(lambda t: client.post("/classify", json={"text": t}), texts))
+        stats = batching(client)
+    for text, answer in zip(texts, answers):  # each request its own answer
+        assert answer.status_code == 200 and answer.json()["label"] == stub.labels[stub.label_id(text)]
+    assert sorted(t for call in stub.calls for t in call) == sorted(texts)
+    assert all(sum(tokens[t] for t in call) <= 60 for call in stub.calls), stub.calls
+    assert max(len(call) for call in stub.calls) > 1 and len(stub.calls) < len(texts)
+    assert stats["requests"] == 18 and stats["items"] == 18 and stats["batches"] == len(stub.calls)
+    assert stats["max_tokens"] == 60 and 0 < stats["largest_batch_tokens"] <= 60
+    assert stats["queue_depth"] == 0 and stats["queued_items"] == 0 and stats["rejected"] == 0
+
+
+def test_a_large_task_request_is_chunked_between_small_ones(runs, monkeypatch):
+    big = [numbered(i, 10) for i in range(24)]
+    with stubbed_client(runs, monkeypatch, delay=0.05, max_items=24, upload_chunk_texts=4,
+                        batch_wait_ms=1) as (client, stub, service), ThreadPoolExecutor(1) as pool:
+        large = pool.submit(client.post, "/classify", json={"items": [{"text": t} for t in big]})
+        while not stub.calls:
+            time.sleep(0.005)
+        small = []
+        for i in range(3):  # one at a time, as a client waiting for each answer
+            small.append(client.post("/models/topics/classify", json={"text": numbered(90 + i, 5)}))
+            assert not large.done()  # answered while the large request was still running
+        results = large.result().json()["results"]
+        stats = batching(client)
+    assert [r["label"] for r in results] == [stub.labels[stub.label_id(t)] for t in big]  # in request order
+    assert all(a.status_code == 200 for a in small)
+    owners = ["small" if call[0].startswith("9") else "big" for call in stub.calls]
+    assert owners.count("small") == 3 and owners[-1] == "big" and len(stub.calls[0]) == 4, stub.calls
+    assert all(len(call) <= 4 for call in stub.calls) and sum(map(len, stub.calls)) == 27
+    assert stats["chunked_requests"] == 1 and stats["upload_chunk_texts"] == 4
+
+
+def test_task_route_past_request_timeout_answers_504(runs, monkeypatch):
+    with stubbed_client(runs, monkeypatch, delay=0.5, request_timeout=0.05) as (client, stub, service):
+        answer = client.post("/classify", json={"text": numbered(1, 5)})
+        assert answer.status_code == 504 and set(answer.json()) == {"detail"}, answer.text
+        assert answer.json()["detail"].startswith("classify: not done within 0.05 s (--request-timeout)")
+
+
+def test_task_route_past_max_queue_answers_503(runs, monkeypatch):
+    with stubbed_client(runs, monkeypatch, delay=0.4, max_queue=1) as (client, stub, service), \
+            ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/classify", json={"text": numbered(1, 5)})
+        while not stub.calls:
+            time.sleep(0.005)
+        refused = client.post("/classify", json={"text": numbered(2, 5)})
+        assert refused.status_code == 503 and set(refused.json()) == {"detail"}, refused.text
+        assert refused.json()["detail"].startswith("classify: the server is busy") and "--max-queue" in refused.text
+        assert first.result().status_code == 200
+        stats = batching(client)
+    assert stats["rejected"] == 1 and stats["requests"] == 1 and stats["max_queue"] == 1
+
+
+def test_a_failing_item_errors_only_its_own_request(runs, monkeypatch):
+    texts = [numbered(i, 8) for i in range(5)] + ["boom"]
+    with stubbed_client(runs, monkeypatch, batch_wait_ms=200, raise_server_exceptions=False) as (client, stub, _):
+        with ThreadPoolExecutor(6) as pool:
+            answers = dict(zip(texts, pool.map(lambda t: client.post("/classify", json={"text": t}), texts)))
+        batch = client.post("/classify", json={"items": [{"text": numbered(7, 8)}, {"text": "boom"}]})
+    failed = answers.pop("boom")
+    assert failed.status_code == 500 and "internal error (ValueError)" in failed.json()["detail"]
+    for text, answer in answers.items():
+        assert answer.status_code == 200 and answer.json()["label"] == stub.labels[stub.label_id(text)]
+    merged = [call for call in stub.calls if "boom" in call and len(call) > 1]
+    assert merged and ["boom"] in stub.calls, stub.calls  # failed together, then each request alone
+    assert batch.status_code == 500  # a request holding the failing item fails as a whole
+
+
+def metric(text: str, name: str, **labels) -> float | None:
+    """The value of the first sample ``name`` whose labels include ``labels`` (None: no such sample)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def test_metrics_show_task_model_series(runs, monkeypatch):
+    with stubbed_client(runs, monkeypatch) as (client, stub, service):
+        assert client.post("/classify", json={"text": numbered(1, 5)}).status_code == 200
+        items = {"items": [{"text": numbered(2, 5)}, {"text": numbered(3, 5)}]}
+        assert client.post("/models/topics/classify", json=items).status_code == 200
+        text = client.get("/metrics").text
+    assert metric(text, "kluekit_http_requests_total", route="/classify", status="200") == 1
+    assert metric(text, "kluekit_http_request_duration_seconds_count", route="/models/topics/classify") == 1
+    assert metric(text, "kluekit_batcher_requests_total", model="topics") == 2
+    assert metric(text, "kluekit_batcher_texts_total", model="topics") == 3
+    assert metric(text, "kluekit_batch_size_sum", model="topics") == 3
+    assert metric(text, "kluekit_batch_size_count", model="topics") == len(stub.calls)
+    assert metric(text, "kluekit_batcher_queue_depth", model="topics") == 0
 
 
 # -- the quality gate ---------------------------------------------------------------------------------------

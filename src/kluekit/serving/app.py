@@ -25,7 +25,8 @@ from .observability import Metrics, build_metrics_router
 from .routes import build_router
 from .service import load_service
 from .settings import ServeSettings
-from .tasks import ModelPlan, build_task_router, close_task_services, plan_models, start_task_services
+from .tasks import (ModelPlan, biencoder_name, build_task_router, close_task_services, plan_models,
+                    start_task_services)
 
 logger = logging.getLogger("kluekit")
 CSV_PATH = "/similarity/csv"
@@ -53,12 +54,14 @@ def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAP
             service = await asyncio.to_thread(load_service, plan.biencoder)
             await service.start()
             app.state.service = service
-            app.state.metrics.watch(service.batcher)
+            app.state.metrics.watch(service.batcher, biencoder_name(plan.biencoder))
             logger.info("ready: model %s (dim %d), corpus %s, cross-encoder %s", plan.biencoder.model, service.dim,
                         "none" if service.index is None else f"{len(service.index)} texts",
                         settings.cross_encoder or "none")
         try:
             app.state.task_services = await start_task_services(plan, settings)
+            for name, task_service in app.state.task_services.items():
+                app.state.metrics.watch(task_service.batcher, name)
             yield
         finally:
             app.state.shutdown.begin()  # from now on: JSON 503s

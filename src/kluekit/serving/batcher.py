@@ -23,6 +23,13 @@ quarter of ``chunk``), so a small request waits for less model work; once they s
 
 If a merged call fails, each request of it is retried alone, so an error reaches only the request that
 caused it. A request whose caller stopped waiting (timeout, client gone) is dropped from the queue.
+
+The units need not be texts: a task model batches request items (``count_tokens`` sizes an item, e.g.
+:func:`item_tokens`; ``dedupe=False`` as items need not be hashable), and ``fn`` may answer a list (one answer
+per item) instead of an array; each request then gets a list of its answers::
+
+    batcher = MicroBatcher(predict_items, count_tokens=item_tokens, dedupe=False, name="topics")
+    answers = await batcher.encode([item1, item2])              # [answer1, answer2]
 """
 
 from __future__ import annotations
@@ -53,10 +60,30 @@ def estimate_tokens(text: str, tokens_per_char: float = 0.6) -> int:
     return int(len(text) * tokens_per_char + 0.999) + 2
 
 
+def item_tokens(item, tokens_per_char: float = 0.6) -> int:
+    """A cheap token count of a request item (a pydantic model, a dict): :func:`estimate_tokens` summed over
+    its string fields, nested ones included, so the token budget sees a 5,000-character context as large."""
+    return sum(estimate_tokens(text, tokens_per_char) for text in _strings(item.model_dump()
+                                                                          if hasattr(item, "model_dump") else item))
+
+
+def _strings(value):
+    """Every string inside ``value`` (dict values, list members, the value itself)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for member in value.values():
+            yield from _strings(member)
+    elif isinstance(value, (list, tuple)):
+        for member in value:
+            yield from _strings(member)
+
+
 @dataclass
 class BatchStats:
     """Counters since start (requests served, model calls made, texts and estimated tokens encoded after
-    de-duplication, the largest call) and the live queue: requests waiting and their texts."""
+    de-duplication, the largest call) and the live queue: requests waiting and their texts (``texts``: the
+    batcher's units, request items for a task model)."""
 
     requests: int = 0
     batches: int = 0
@@ -80,15 +107,15 @@ class BatchStats:
 
 @dataclass
 class _Job:
-    """One request's texts; a large one also keeps its length order, chunk size, progress and its rows."""
+    """One request's texts (items); a large one also keeps its length order, chunk size, progress and its rows."""
 
-    texts: list[str]
+    texts: list
     tokens: list[int]
     future: asyncio.Future = field(repr=False)
     order: np.ndarray | None = None
     chunk: int = 0
     next: int = 0  # texts of ``order`` already sent to the model
-    rows: np.ndarray | None = None
+    rows: np.ndarray | list | None = None
     created: float = field(default_factory=time.monotonic)
     counted: bool = True  # still in the queue counters
 
@@ -101,14 +128,19 @@ class _Call:
 
 
 class MicroBatcher:
-    """Merges ``encode`` requests up to ``max_tokens`` / ``max_texts`` per ``fn`` call; large ones in chunks."""
+    """Merges ``encode`` requests up to ``max_tokens`` / ``max_texts`` per ``fn`` call; large ones in chunks.
 
-    def __init__(self, fn: Callable[[list[str]], np.ndarray], max_texts: int = 64, max_wait_ms: float = 2.0,
-                 max_tokens: int | None = None, count_tokens: Callable[[str], int] = estimate_tokens,
-                 max_queue: int = 0, min_chunk: int | None = None, active_window_s: float = 1.0):
+    ``fn`` maps a list of texts (or items) to an array of rows or a list of answers, one per input in order;
+    ``count_tokens`` sizes one input; ``dedupe``: inputs equal within a call go to ``fn`` once (they must be
+    hashable); ``name`` names the model thread (``kluekit-NAME``)."""
+
+    def __init__(self, fn: Callable[[list], np.ndarray | list], max_texts: int = 64, max_wait_ms: float = 2.0,
+                 max_tokens: int | None = None, count_tokens: Callable[..., int] = estimate_tokens,
+                 max_queue: int = 0, min_chunk: int | None = None, active_window_s: float = 1.0,
+                 dedupe: bool = True, name: str = "model"):
         self.fn, self.max_texts, self.max_wait = fn, max_texts, max_wait_ms / 1000
         self.max_tokens, self.count_tokens, self.max_queue = max_tokens or float("inf"), count_tokens, max_queue
-        self.min_chunk, self.active_window = min_chunk, active_window_s
+        self.min_chunk, self.active_window, self.dedupe, self.name = min_chunk, active_window_s, dedupe, name
         self._last_small = float("-inf")
         self.stats = BatchStats()
         self._small: deque[_Job] = deque()
@@ -124,11 +156,12 @@ class MicroBatcher:
     async def start(self) -> None:
         """Start the scheduling task and the model thread (call from the running event loop)."""
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kluekit-model")
-        self._worker = asyncio.create_task(self._loop(), name="kluekit-batcher")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kluekit-{self.name}")
+        self._worker = asyncio.create_task(self._loop(), name=f"kluekit-batcher-{self.name}")
 
-    async def encode(self, texts: list[str], chunk: int | None = None) -> np.ndarray:
-        """Embeddings of ``texts`` (rows in the same order), computed together with concurrent requests.
+    async def encode(self, texts: list, chunk: int | None = None) -> np.ndarray | list:
+        """Embeddings of ``texts`` (rows in the same order), computed together with concurrent requests; for a
+        ``fn`` that answers lists, the list of the answers of ``texts`` (items), in order.
 
         ``chunk``: encode in chunks of at most this many texts (and the token budget), taking turns with
         the other requests; also done, by the budget, for a request over the budget by itself."""
@@ -291,10 +324,9 @@ class MicroBatcher:
         jobs = [job for job in jobs if not job.future.done()]  # the client went away
         if not jobs:
             return
-        unique = list(dict.fromkeys(text for job in jobs for text in job.texts))
-        counts = dict(zip((t for job in jobs for t in job.texts), (n for job in jobs for n in job.tokens)))
+        texts, tokens, rows = self._merge(jobs)
         try:
-            vectors = await self._call(unique, [counts[t] for t in unique])
+            vectors = await self._call(texts, tokens)
         except Exception as error:  # noqa: BLE001 - routed to the requests below
             if len(jobs) == 1:
                 self._finish(jobs[0], error=error)
@@ -302,9 +334,22 @@ class MicroBatcher:
             for job in jobs:  # find whose texts failed: one call per request
                 await self._serve([job])
             return
-        row = {text: i for i, text in enumerate(unique)}
+        start = 0
         for job in jobs:
-            self._finish(job, vectors[[row[text] for text in job.texts]])
+            self._finish(job, _take(vectors, rows[start:start + len(job.texts)]))
+            start += len(job.texts)
+
+    def _merge(self, jobs: list[_Job]) -> tuple[list, list[int], list[int]]:
+        """The inputs of one call for ``jobs`` (equal ones once, with ``dedupe``), their tokens, and for each
+        input of the jobs, in order, its row in the call's answer."""
+        texts = [text for job in jobs for text in job.texts]
+        tokens = [n for job in jobs for n in job.tokens]
+        if not self.dedupe:
+            return texts, tokens, list(range(len(texts)))
+        row: dict = {}
+        rows = [row.setdefault(text, len(row)) for text in texts]
+        counts = dict(zip(texts, tokens))
+        return list(row), [counts[text] for text in row], rows
 
     async def _serve_chunk(self, job: _Job) -> None:
         self._current = [job]
@@ -315,8 +360,8 @@ class MicroBatcher:
             self._finish(job, error=error)
             return
         if job.rows is None:
-            job.rows = np.empty((len(job.texts), *vectors.shape[1:]), dtype=vectors.dtype)
-        job.rows[positions] = vectors
+            job.rows = _blank(vectors, len(job.texts))
+        _put(job.rows, positions, vectors)
         if job.next >= len(job.texts):
             self._finish(job, job.rows)
 
@@ -324,14 +369,15 @@ class MicroBatcher:
         _resolve(job.future, result, error)
         self._forget(job)
 
-    async def _call(self, texts: list[str], tokens: list[int]) -> np.ndarray:
+    async def _call(self, texts: list, tokens: list[int]) -> np.ndarray | list:
         order = sorted(range(len(texts)), key=tokens.__getitem__)  # by length: less padding inside the call
         started = time.perf_counter()
-        vectors = np.asarray(await self._in_thread(self.fn, [texts[i] for i in order]))
+        vectors = await self._in_thread(self.fn, [texts[i] for i in order])
+        vectors = list(vectors) if isinstance(vectors, (list, tuple)) else np.asarray(vectors)
         if len(vectors) != len(texts):
             raise RuntimeError(f"encoder returned {len(vectors)} rows for {len(texts)} texts")
-        out = np.empty_like(vectors)
-        out[order] = vectors
+        out = _blank(vectors, len(texts))
+        _put(out, order, vectors)
         stats, total = self.stats, sum(tokens)
         stats.batches, stats.texts, stats.tokens = stats.batches + 1, stats.texts + len(texts), stats.tokens + total
         stats.largest_batch = max(stats.largest_batch, len(texts))
@@ -342,6 +388,27 @@ class MicroBatcher:
 
     async def _in_thread(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _blank(rows: np.ndarray | list, n: int) -> np.ndarray | list:
+    """Room for ``n`` rows like ``rows``: an empty array of their shape and dtype, or a list of n Nones."""
+    if isinstance(rows, list):
+        return [None] * n
+    return np.empty((n, *rows.shape[1:]), dtype=rows.dtype)
+
+
+def _put(out: np.ndarray | list, positions, rows: np.ndarray | list) -> None:
+    """``out[positions] = rows`` for an array or a list."""
+    if isinstance(out, list):
+        for position, row in zip(positions, rows):
+            out[position] = row
+    else:
+        out[positions] = rows
+
+
+def _take(rows: np.ndarray | list, positions: list[int]) -> np.ndarray | list:
+    """``rows[positions]`` for an array or a list."""
+    return [rows[p] for p in positions] if isinstance(rows, list) else rows[positions]
 
 
 def _resolve(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:

@@ -1,5 +1,6 @@
 """Prometheus metrics at ``GET /metrics`` (prometheus-client): requests by route and status, their latency,
-the model calls' batch sizes, and the micro-batcher's own stats (its queue depth among them).
+the model calls' batch sizes, and the micro-batchers' own stats (their queue depth among them), labelled
+``model`` by the served model's name: the bi-encoder's and each task model's batcher.
 
 Each app has its own registry (two apps in one process, as in the tests, never share counters). Requests for
 ``/metrics`` itself are not counted, so a scraper does not inflate what it measures.
@@ -21,7 +22,7 @@ GAUGE_PREFIXES = ("largest", "last", "max", "current")
 
 
 class Metrics:
-    """The app's registry and instruments; ``watch(batcher)`` adds the batcher's view once it is started."""
+    """The app's registry and instruments; ``watch(batcher, model)`` adds a batcher's view once it is started."""
 
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
@@ -31,20 +32,23 @@ class Metrics:
                                  ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.in_flight = Gauge("kluekit_http_requests_in_flight", "requests being answered now",
                                registry=self.registry)
-        self.batch_size = Histogram("kluekit_batch_size", "texts per bi-encoder model call (micro-batches)",
+        self.batch_size = Histogram("kluekit_batch_size", "inputs per model call (micro-batches): texts of the "
+                                    "bi-encoder, request items of a task model", ["model"],
                                     buckets=BATCH_BUCKETS, registry=self.registry)
-        self.batcher = None
+        self.batchers: dict[str, object] = {}  # model name -> its micro-batcher
         self.paths: set[str] = set()  # the app's route paths: a request stopped before routing (413, 401, 503)
         self.registry.register(_BatcherCollector(self))
 
-    def watch(self, batcher) -> None:
-        """Observe ``batcher`` through its public API: its ``stats`` at scrape time (the queue depth among them)
-        and, where it exposes its model function as ``fn``, the size of each model call."""
-        self.batcher = batcher
+    def watch(self, batcher, model: str) -> None:
+        """Observe ``batcher`` (the model named ``model``) through its public API: its ``stats`` at scrape time
+        (the queue depth among them) and, where it exposes its model function as ``fn``, each call's size."""
+        self.batchers[model] = batcher
         fn = getattr(batcher, "fn", None)
         if callable(fn) and not getattr(fn, "kluekit_sized", False):
+            sizes = self.batch_size.labels(model)
+
             def sized_fn(texts, *args, **kwargs):
-                self.batch_size.observe(len(texts))
+                sizes.observe(len(texts))
                 return fn(texts, *args, **kwargs)
 
             sized_fn.kluekit_sized = True
@@ -60,7 +64,8 @@ class Metrics:
 
 
 class _BatcherCollector:
-    """The batcher's own counters (``stats.as_dict()``: requests, batches, texts, ...), read at scrape time."""
+    """The batchers' own counters (``stats.as_dict()``: requests, batches, texts, ...), read at scrape time:
+    one family per stat, one sample per model."""
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
@@ -69,17 +74,30 @@ class _BatcherCollector:
         return []
 
     def collect(self):
-        batcher = self.metrics.batcher
-        stats = getattr(batcher, "stats", None)
-        values = stats.as_dict() if hasattr(stats, "as_dict") else {}
-        for key, value in values.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            name = f"kluekit_batcher_{key}"
-            if key in GAUGE_KEYS or key.startswith(GAUGE_PREFIXES):
-                yield GaugeMetricFamily(name, f"micro-batcher: {key} (its stats)", value=value)
-            else:
-                yield CounterMetricFamily(name, f"micro-batcher: {key} since start (its stats)", value=value)
+        families = {}
+        for model, batcher in self.metrics.batchers.items():
+            for key, value in _stat_values(batcher):
+                if key not in families:
+                    families[key] = _family(key)
+                families[key].add_metric([model], value)
+        yield from families.values()
+
+
+def _stat_values(batcher):
+    """(key, number) of a batcher's ``stats.as_dict()``; nothing for a batcher without stats."""
+    stats = getattr(batcher, "stats", None)
+    values = stats.as_dict() if hasattr(stats, "as_dict") else {}
+    for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield key, value
+
+
+def _family(key: str):
+    """The metric family of one batcher stat, labelled ``model``: a gauge for live values, else a counter."""
+    name = f"kluekit_batcher_{key}"
+    if key in GAUGE_KEYS or key.startswith(GAUGE_PREFIXES):
+        return GaugeMetricFamily(name, f"micro-batcher: {key} (its stats)", labels=["model"])
+    return CounterMetricFamily(name, f"micro-batcher: {key} since start (its stats)", labels=["model"])
 
 
 class MetricsMiddleware:

@@ -30,6 +30,21 @@ SAMPLE = ["오늘 날씨가 정말 좋네요.", "배송이 빨라서 만족합�
           "회원가입은 어디에서 할 수 있나요?", "주말에 가족과 함께 등산을 다녀왔습니다.", "환불 규정이 어떻게 되나요?"]
 
 
+@asynccontextmanager
+async def deadline(settings: ServeSettings, what: str):
+    """The model work inside, bounded by --request-timeout (504) and --max-queue (503); ``what`` starts the
+    message (the route's field or name). Every route that waits for a micro-batcher goes through here."""
+    timeout = settings.request_timeout or None
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise timed_out(f"{what}: not done within {timeout:g} s (--request-timeout); the server is busy or the "
+                        "request too large: retry later or send less") from None
+    except BatcherBusy as error:
+        raise overloaded(f"{what}: the server is busy: {error}; retry shortly") from None
+
+
 def to_score(cosine: np.ndarray) -> np.ndarray:
     """Cosine (-1..1) on the STS 0-5 scale: ``5 * max(cosine, 0)``."""
     return 5.0 * np.clip(np.asarray(cosine, dtype=np.float64), 0.0, 1.0)
@@ -57,18 +72,9 @@ class SimilarityService:
     async def close(self) -> None:
         await self.batcher.close()
 
-    @asynccontextmanager
-    async def deadline(self, what: str):
-        """The model work inside, bounded by --request-timeout (504) and --max-queue (503)."""
-        timeout = self.settings.request_timeout or None
-        try:
-            async with asyncio.timeout(timeout):
-                yield
-        except TimeoutError:
-            raise timed_out(f"{what}: not done within {timeout:g} s (--request-timeout); the server is busy or the "
-                            "request too large: retry later or send less") from None
-        except BatcherBusy as error:
-            raise overloaded(f"{what}: the server is busy: {error}; retry shortly") from None
+    def deadline(self, what: str):
+        """The model work inside, bounded by --request-timeout (504) and --max-queue (503): :func:`deadline`."""
+        return deadline(self.settings, what)
 
     # -- checks -------------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> str:
@@ -182,6 +188,11 @@ def tokens_per_char(model, default: float = 0.6) -> float:
     """The tokenizer's tokens per character on :data:`SAMPLE` (special tokens left out), for the batcher's cheap
     token estimate (e5-small-ko: 0.54 on KLUE-STS dev); ``default`` when the model has no tokenizer to ask."""
     tokenizer = getattr(model, "tokenizer", None) or getattr(getattr(model, "model", None), "tokenizer", None)
+    return tokenizer_tokens_per_char(tokenizer, default)
+
+
+def tokenizer_tokens_per_char(tokenizer, default: float = 0.6) -> float:
+    """:func:`tokens_per_char` of a tokenizer itself (a task model's, from its predictor)."""
     try:
         ids = tokenizer(SAMPLE, add_special_tokens=False)["input_ids"]
     except Exception:  # noqa: BLE001 - an estimate: never a reason not to start

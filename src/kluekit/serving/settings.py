@@ -36,7 +36,7 @@ class ServeSettings:
     max_upload_bytes: int = opt(5_000_000, "largest accepted CSV upload (and request body), in bytes", minimum=1)
     max_rows: int = opt(10_000, "most data rows in an uploaded CSV", minimum=1)
     max_k: int = opt(100, "largest k of /search and top_k of /similarity/csv", minimum=1)
-    batch_max_texts: int = opt(64, "micro-batching: most texts encoded in one model call", minimum=1)
+    batch_max_texts: int = opt(64, "micro-batching: most texts (task models: items) in one model call", minimum=1)
     batch_wait_ms: float = opt(2.0, "micro-batching: how long to wait for more requests before encoding, "
                                     "in milliseconds", minimum=0)
     encode_batch_size: int = opt(0, "bi-encoder batch size inside one model call, texts sorted by length "
@@ -68,8 +68,9 @@ class ServeSettings:
     batch_max_tokens: int = opt(2048, "micro-batching: most tokens (estimated: characters x the tokenizer's "
                                       "tokens per character, measured at start) in one model call; "
                                       "--batch-max-texts stays an upper bound", minimum=1)
-    upload_chunk_texts: int = opt(0, "rows of a /similarity/csv upload encoded per model call; other requests "
-                                     "are served between chunks (0: --encode-batch-size)", minimum=0)
+    upload_chunk_texts: int = opt(0, "rows of a /similarity/csv upload (items of a larger task-model request) "
+                                     "per model call; other requests are served between chunks "
+                                     "(0: --encode-batch-size)", minimum=0)
     request_timeout: float = opt(600.0, "seconds a request may wait for the model before a 504 (0: no limit); "
                                         "a 10,000-row upload takes about 2 minutes on 2 CPU cores, longer "
                                         "beside other requests", minimum=0)

@@ -16,14 +16,13 @@ import asyncio
 import dataclasses
 import logging
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 from ..errors import KluekitError
-from .batcher import BatcherClosed
+from .batcher import MicroBatcher, item_tokens
+from .service import deadline, encode_batch_size, tokenizer_tokens_per_char
 from .settings import ServeSettings
 
 logger = logging.getLogger("kluekit")
@@ -110,106 +109,68 @@ def plan_models(settings: ServeSettings) -> ModelPlan:
 
 
 class TaskService:
-    """One task model on a worker thread; items of concurrent requests are predicted together (up to
-    --batch-max-texts items, waiting at most --batch-wait-ms for more after the first)."""
+    """One task model behind a micro-batcher (:class:`~kluekit.serving.batcher.MicroBatcher`), as the bi-encoder:
+    items of concurrent requests are predicted together up to --batch-max-tokens (estimated over each item's
+    string fields) and --batch-max-texts items; a request of more than --upload-chunk-texts items goes in chunks
+    that take turns with the other requests; --request-timeout answers 504 and --max-queue 503."""
 
     def __init__(self, model: TaskModel, settings: ServeSettings):
         self.model, self.settings = model, settings
         self.predictor, self.spec = model.predictor, model.spec
-        self.stats = {"requests": 0, "batches": 0, "items": 0, "largest_batch": 0, "predict_seconds": 0.0}
-        self._queue: asyncio.Queue | None = None
-        self._worker: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._closed = False
+        self.tokens_per_char = 0.6  # until ``load`` measures the model's tokenizer
+        self.chunk_items = settings.upload_chunk_texts or encode_batch_size(settings)
+        self.batcher = MicroBatcher(self.predict_now, max_texts=settings.batch_max_texts,
+                                    max_wait_ms=settings.batch_wait_ms, max_tokens=settings.batch_max_tokens,
+                                    max_queue=settings.max_queue, count_tokens=self.count_tokens, dedupe=False,
+                                    name=model.name)
 
     def load(self) -> None:
-        """Load the model (slow, blocking; ONNX runtimes export on first use)."""
+        """Load the model (slow, blocking; ONNX runtimes export on first use) and measure its tokenizer's
+        tokens per character, for the token budget."""
         logger.info("loading %s (%s) from %s", self.model.name, self.predictor.task.name, self.model.path)
-        self.predictor.load()
+        tokenizer = self.predictor.load()[0]
+        self.tokens_per_char = tokenizer_tokens_per_char(tokenizer, self.tokens_per_char)
+
+    def count_tokens(self, item) -> int:
+        """Estimated tokens of one request item: its string fields, at the model's tokens per character."""
+        return item_tokens(item, self.tokens_per_char)
 
     def predict_now(self, items: list) -> list[dict]:
         """The answers for ``items`` (request models of the task), computed here and now."""
         examples = self.spec.examples(items)
-        return self.spec.results(self.predictor.predict(examples), examples)
+        return list(self.spec.results(self.predictor.predict(examples), examples))
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kluekit-{self.model.name}")
-        self._worker = asyncio.create_task(self._loop(), name=f"kluekit-{self.model.name}")
+        await self.batcher.start()
 
     async def close(self) -> None:
         """Answer what is queued, then stop."""
-        self._closed = True
-        if self._worker is not None:
-            self._queue.put_nowait(None)
-            await self._worker
-            self._executor.shutdown(wait=True)
-            self._worker = None
+        await self.batcher.close()
 
     async def predict(self, items: list) -> list[dict]:
-        """The answers for ``items``, in order, predicted together with concurrent requests."""
-        if self._closed or self._queue is None:
-            raise BatcherClosed("the server is shutting down")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((list(items), future))
-        self.stats["requests"] += 1
-        return await future
+        """The answers for ``items``, in order, predicted together with concurrent requests (in chunks between
+        them when more than ``chunk_items``); a RequestError 504 past --request-timeout, 503 past --max-queue."""
+        items = list(items)
+        chunk = self.chunk_items if len(items) > self.chunk_items else None
+        async with deadline(self.settings, self.spec.path.strip("/")):
+            return await self.batcher.encode(items, chunk=chunk)
 
-    async def _loop(self) -> None:
-        limit, wait = self.settings.batch_max_texts, self.settings.batch_wait_ms / 1000
-        stop = False
-        while not stop:
-            job = await self._queue.get()
-            if job is None:
-                break
-            jobs, size = [job], len(job[0])
-            deadline = time.monotonic() + wait
-            while size < limit:
-                try:
-                    job = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(
-                        self._queue.get(), max(deadline - time.monotonic(), 0))
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    break
-                if job is None:
-                    stop = True
-                    break
-                jobs.append(job)
-                size += len(job[0])
-            await self._serve(jobs)
-
-    async def _serve(self, jobs: list) -> None:
-        """One model call for the jobs' items; if it fails, each job alone (an error reaches only its request)."""
-        loop = asyncio.get_running_loop()
-        items = [item for job, _ in jobs for item in job]
-        started = time.perf_counter()
-        try:
-            results = await loop.run_in_executor(self._executor, self.predict_now, items)
-        except Exception as error:
-            if len(jobs) == 1:
-                _resolve(jobs[0][1], error=error)
-                return
-            for job in jobs:
-                await self._serve([job])
-            return
-        self.stats["batches"] += 1
-        self.stats["items"] += len(items)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
-        self.stats["predict_seconds"] = round(self.stats["predict_seconds"] + time.perf_counter() - started, 3)
-        offset = 0
-        for job, future in jobs:
-            _resolve(future, results[offset:offset + len(job)])
-            offset += len(job)
+    def batching(self) -> dict:
+        """The batching options and the batcher's counters, its units named items (``items``, ``queued_items``,
+        ``predict_seconds``: the bi-encoder's ``texts``, ``queued_texts``, ``encode_seconds``)."""
+        stats = {key.replace("texts", "items"): value for key, value in self.batcher.stats.as_dict().items()}
+        stats["predict_seconds"] = stats.pop("encode_seconds")
+        settings = self.settings
+        return {"max_texts": settings.batch_max_texts, "max_wait_ms": settings.batch_wait_ms,
+                "max_tokens": settings.batch_max_tokens, "upload_chunk_texts": self.chunk_items,
+                "tokens_per_char": round(self.tokens_per_char, 3), "max_queue": settings.max_queue,
+                "request_timeout_s": settings.request_timeout, **stats}
 
     def health(self) -> dict:
         task = self.predictor.task
         return {"name": self.model.name, "task": task.name, "run": self.model.path, "routes": self.model.routes,
                 "runtime": self.predictor.runtime, "labels": len(task.labels), "primary_metric": task.primary_metric,
-                "batching": dict(self.stats)}
-
-
-def _resolve(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
-    if not future.done():
-        future.set_exception(error) if error is not None else future.set_result(result)
+                "batching": self.batching()}
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------------
@@ -273,6 +234,11 @@ def build_task_router(plan: ModelPlan, settings: ServeSettings):
     return router
 
 
+def biencoder_name(settings: ServeSettings) -> str:
+    """The bi-encoder's name in /health and /metrics: its folder's name."""
+    return Path(settings.model.rstrip("/")).name
+
+
 def server_health(app, settings: ServeSettings) -> dict:
     from .. import __version__
     from ..rundir import versions
@@ -281,7 +247,7 @@ def server_health(app, settings: ServeSettings) -> dict:
     similarity = getattr(app.state, "service", None)
     models = [service.health() for service in services.values()]
     if similarity is not None:
-        models.insert(0, {"name": Path(similarity.settings.model.rstrip("/")).name, "task": "biencoder",
+        models.insert(0, {"name": biencoder_name(similarity.settings), "task": "biencoder",
                           "run": similarity.settings.model, "routes": list(BIENCODER_PATHS[:3]),
                           "runtime": similarity.settings.runtime})
     limits = {name: getattr(settings, name) for name in ("max_text_chars", "max_context_chars", "max_items")}
