@@ -75,6 +75,9 @@ class TrainConfig:
                                   "(1: off; usual 0.8 to 0.95)")
     ema_decay: float = opt(0.0, "evaluate and save an exponential moving average of the weights, updated after every "
                                 "step with this decay, ramped up over the first steps (0: off; usual 0.999)")
+    rdrop: float = opt(0.0, "R-Drop: pass each batch twice (two dropout draws) and add this weight x how far the "
+                            "two outputs are apart to the loss; twice the work a step (0: off; usual 0.5 to 5)",
+                       minimum=0)
     reinit_layers: int = opt(0, "re-initialise the top N encoder layers before fine-tuning, which helps on small data "
                                 "(0: off; usual 1 to 3)", minimum=0)
     max_length: int = opt(128, "maximum tokens per input (pairs are truncated longest-first)", minimum=8)

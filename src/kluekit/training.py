@@ -19,6 +19,7 @@ from .batching import Features, train_batches
 from .config import TrainConfig
 from .engine import Stage, Trainer, TrainData
 from .engine.checkpoint import read_progress
+from .engine.rdrop import RDropStep
 from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
 from .modeling import reinit_top_layers
@@ -104,7 +105,8 @@ def main_stage(task, cfg: TrainConfig, tokenizer, train_set: Features) -> Stage:
                              rank, world)
 
     collate = task.collator(tokenizer, pad_multiple(resolve_device()))
-    return Stage("train", task, TrainData(train_set, plan, collate, tokenizer.pad_token_id or 0), cfg)
+    step = RDropStep(task, cfg.rdrop) if cfg.rdrop else task
+    return Stage("train", step, TrainData(train_set, plan, collate, tokenizer.pad_token_id or 0), cfg)
 
 
 def train_run(task, cfg: TrainConfig, examples=None, extra: dict | None = None) -> dict:
