@@ -245,3 +245,28 @@ def test_questions_too_long_for_the_stride_are_refused(tokenizer):
         encode_windows(["아주 긴 질문 " * 5], [CONTEXT], tokenizer, 32, 30, 64)
     cut = encode_windows(["아주 긴 질문 " * 20], [CONTEXT], tokenizer, 64, 8, 10)
     assert all(seq.count(tokenizer.sep_token_id) == 2 for seq in cut["input_ids"])
+
+
+def test_spans_are_decoded_once_per_predictions(monkeypatch):
+    """evaluate asks for the spans of the same predictions three times: decoded once, and each caller gets its
+    own copy (write_predictions inserts a column)."""
+    import numpy as np
+
+    from kluekit.tasks import mrc as mrc_module
+    from kluekit.tasks.mrc import MRCTask
+
+    calls = []
+
+    def fake_best_spans(preds, *args):
+        calls.append(preds)
+        return {"start": np.zeros(len(preds), int), "end": np.ones(len(preds), int), "prob": np.ones(len(preds))}
+
+    monkeypatch.setattr(mrc_module, "best_spans", fake_best_spans)
+    task, preds, contexts = MRCTask(), np.empty(2, dtype=object), ["가나다", "라마바"]
+    first = task.spans(preds, contexts)
+    first.insert(0, "id", ["a", "b"])
+    second = task.spans(preds, list(contexts))
+    assert len(calls) == 1 and "id" not in second and second["answer"].tolist() == ["가", "라"]
+    task.spans(np.empty(2, dtype=object), contexts)  # other predictions: decoded again
+    task.spans(preds, ["다른", "문맥"])  # other contexts: again
+    assert len(calls) == 3
