@@ -35,12 +35,14 @@ def _commands() -> dict:
     from .embedding.commands import ENCODE, SEARCH
     from .ensemble import ENSEMBLE
     from .fillmask import FILL_MASK
+    from .answering import ANSWER
     from .chat import CHAT
     from .generation import GENERATE
+    from .mining import MINE_NEGATIVES
     from .serving.commands import SERVE
 
     return {"ensemble": ENSEMBLE, "encode": ENCODE, "search": SEARCH, "serve": SERVE, "fill-mask": FILL_MASK,
-            "generate": GENERATE, "chat": CHAT}
+            "generate": GENERATE, "chat": CHAT, "answer": ANSWER, "mine-negatives": MINE_NEGATIVES}
 
 
 def _groups() -> dict:

@@ -22,6 +22,7 @@ from .batcher import BatcherClosed
 from .ecosystem import build_ecosystem_router
 from .errors import RequestError
 from .observability import Metrics, build_metrics_router
+from .qa import QAService, build_qa_router
 from .routes import build_router
 from .service import load_service
 from .settings import ServeSettings
@@ -58,6 +59,13 @@ def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAP
             logger.info("ready: model %s (dim %d), corpus %s, cross-encoder %s", plan.biencoder.model, service.dim,
                         "none" if service.index is None else f"{len(service.index)} texts",
                         settings.cross_encoder or "none")
+        qa = None
+        if settings.qa_set:
+            qa = QAService(settings, plan.biencoder.model)
+            await asyncio.to_thread(qa.load)
+            await qa.start()
+            app.state.qa_service = qa
+            app.state.metrics.watch(qa.batcher, "qa-set")
         try:
             app.state.task_services = await start_task_services(plan, settings)
             for name, task_service in app.state.task_services.items():
@@ -66,6 +74,8 @@ def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAP
         finally:
             app.state.shutdown.begin()  # from now on: JSON 503s
             await close_task_services(app.state.task_services)
+            if qa is not None:
+                await qa.close()
             if service is not None:
                 await service.close()
 
@@ -77,6 +87,12 @@ def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAP
             router.routes = [route for route in router.routes if getattr(route, "path", None) != "/health"]
         app.include_router(router)
         app.include_router(build_ecosystem_router())  # /v1/embeddings, /rerank
+    if settings.qa_set:
+        if plan.biencoder is None:
+            from ..errors import KluekitError
+
+            raise KluekitError("--qa-set: serve a bi-encoder with --model to retrieve its questions with")
+        app.include_router(build_qa_router(settings))
     if plan.tasks:
         app.include_router(build_task_router(plan, settings))
     app.include_router(build_metrics_router())

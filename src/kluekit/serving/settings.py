@@ -53,6 +53,17 @@ class ServeSettings:
                                       "scale) of --runtime against torch fp32", minimum=0)
     log_level: str = opt("warning", "uvicorn log level", choices=["critical", "error", "warning", "info", "debug"])
 
+    # answering from a stored QA set (POST /answer; see 'kluekit answer')
+    qa_set: str | None = opt(None, "QA set (CSV/TSV/JSON of questions and answers) to answer from at POST /answer, "
+                                   "retrieved with the served bi-encoder")
+    qa_verifier: str | None = opt(None, "QA set: pair classifier run that checks the retrieved questions")
+    qa_threshold: float = opt(0.5, "QA set: answer when the verifier's probability (without one: the cosine) "
+                                   "reaches this")
+    qa_top_n: int = opt(5, "QA set: stored questions retrieved per question", minimum=1)
+    qa_question_column: str = opt("Q", "QA set: question column")
+    qa_answer_column: str = opt("A", "QA set: answer column")
+    qa_generator: str | None = opt(None, "QA set: dialogue model run that answers (marked generated) when nothing passes")
+
     @property
     def max_request_bytes(self) -> int:
         """Largest request body: the upload limit or the largest batch of pairs (two texts of up to 6 bytes

@@ -100,6 +100,8 @@ def plan_models(settings: ServeSettings) -> ModelPlan:
             continue
         tasks.append(TaskModel(name, path, predictor, spec))
     claimed = set(BIENCODER_PATHS) if biencoder is not None else {"/health"}
+    if settings.qa_set:  # the QA set's /answer (serving/qa.py); an MRC model keeps /models/NAME/answer
+        claimed.add("/answer")
     for model in tasks:
         if model.spec.path not in claimed:
             claimed.add(model.spec.path)
