@@ -1,0 +1,326 @@
+"""Quality on data no choice looked at: kluekit's defaults against the Hugging Face ``Trainer`` recipe, and the
+levers competitors use, 3 seeds each.
+
+    python benchmarks/quality.py --phase select --shared .carry --jobs 6   # choices, on 10% splits of training data
+    python benchmarks/quality.py --phase report --shared .carry --jobs 6   # defaults / competition / Trainer on test
+    python benchmarks/quality.py --phase report --shared ../shared --quick --jobs 1   # a CPU smoke test
+
+Data (e5-small-ko): KorSTS train -> test (Pearson), KLUE-STS train -> dev (Pearson), NSMC's first 5,000 training
+reviews -> its 50,000 test reviews (accuracy).
+- ``select`` never reads a test or dev file: each variant trains with ``--dev-split 0.1`` (the same held-out 10%
+  of the training file for a seed) on KLUE-STS and NSMC, and is scored on that split after its last epoch (no
+  epoch picked). Variants: the defaults, the default choices that may cost quality (fp32, no length grouping, no
+  weight decay, no warm-up) and the levers (layer-wise rate decay, weight averaging, re-initialised top layer, R-Drop,
+  label smoothing for classification, swapped pairs for STS). A lever helps when its mean beats the defaults'
+  on both data sets; ``--write-recipe`` writes those into ``src/kluekit/recipes/competition.yaml`` with the
+  measured gains. Results: ``quality_select.json``.
+- ``report``: every data set, ``kluekit train`` with the defaults and with ``--recipe competition`` (when it
+  exists), then ``kluekit evaluate`` on the test file (no dev file: the last epoch's model), and the ``Trainer``
+  recipe as the transformers examples build it (``AutoModelForSequenceClassification``, padded to 128 tokens,
+  fp32, lr 5e-5, batch 32, 4 epochs for STS as in the issue, 3 for NSMC as run_glue, TrainingArguments
+  defaults otherwise). Runs go ``--jobs`` at a time on one GPU, so their seconds are not speeds; with
+  ``--speed`` one more run of each recipe per data set goes alone, for the train-seconds ratio. Results:
+  ``quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED, kluekit_env, write_results
+
+DATASETS = {
+    "korsts": dict(task="sts", train="korsts/sts-train.tsv", test="korsts/sts-test.tsv", options=[], metric="pearson",
+                   trainer_epochs=4),
+    "klue_sts": dict(task="sts", train="klue_sts/klue_sts_train.csv", test="klue_sts/klue-sts-v1.1_dev.json",
+                     options=[], metric="pearson", trainer_epochs=4),
+    "nsmc": dict(task="classify", train="nsmc/ratings_train_first5000.txt", test="nsmc/ratings_test.txt",
+                 options=["--preset", "nsmc"], metric="accuracy", trainer_epochs=3),
+}
+SELECT_ON = ("klue_sts", "nsmc")
+VARIANTS = {  # name: (kluekit train options, the task it applies to or None for every task)
+    "defaults": ([], None),
+    "fp32": (["--precision", "fp32"], None),
+    "no_grouping": (["--no-group-by-length"], None),
+    "no_weight_decay": (["--weight-decay", "0"], None),
+    "no_warmup": (["--warmup", "0"], None),
+    "layer_decay_0.9": (["--layer-decay", "0.9"], None),
+    "ema_0.999": (["--ema-decay", "0.999"], None),
+    "reinit_1": (["--reinit-layers", "1"], None),
+    "rdrop_1": (["--rdrop", "1.0"], None),
+    "label_smoothing_0.1": (["--label-smoothing", "0.1"], "classify"),
+    "swap_augment": (["--swap-augment"], "sts"),
+}
+TRAINER_MAX_LENGTH = 128
+
+
+def kluekit(*args: str) -> None:
+    if subprocess.run([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1")).returncode:
+        raise SystemExit(f"kluekit {' '.join(args[:2])} failed")
+
+
+# ---- one run (a worker process) ---------------------------------------------------------------------------
+
+def kluekit_run(job: dict) -> dict:
+    """``kluekit train`` (and, unless selecting, ``kluekit evaluate`` on the test file): the run's score."""
+    data, run = DATASETS[job["dataset"]], Path(job["run_dir"])
+    train = job["files"]["train"]
+    argv = ["train", data["task"], "--model", job["model"], "--train", train, "--output-dir", str(run), "--overwrite",
+            "--seed", str(job["seed"]), "--no-tensorboard", *data["options"], *job["options"], *job["quick"]]
+    if job["phase"] == "select":
+        kluekit(*argv, "--dev-split", "0.1")
+        record = json.loads((run / "metrics.json").read_text())
+        return {"score": record["history"][-1][data["metric"]], "train_seconds": record["train_seconds"]}
+    kluekit(*argv)
+    record = json.loads((run / "metrics.json").read_text())
+    kluekit("evaluate", data["task"], "--model", str(run), "--input", job["files"]["test"], "--output-dir",
+            str(run / "eval"))
+    scored = json.loads((run / "eval/metrics.json").read_text())
+    return {"score": scored[data["metric"]], "train_seconds": record["train_seconds"]}
+
+
+def trainer_run(job: dict) -> dict:
+    """The Trainer recipe of the transformers examples on the same examples kluekit reads."""
+    import numpy as np
+    import torch
+    from scipy.stats import pearsonr
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+    from kluekit.tasks import get_task_class
+
+    data = DATASETS[job["dataset"]]
+    task_class = get_task_class(data["task"])
+    task = task_class(task_class.Options(preset="nsmc")) if data["task"] == "classify" else task_class()
+    train, test = (task.read(job["files"][part]) for part in ("train", "test"))
+    regression = data["metric"] == "pearson"
+    tokenizer = AutoTokenizer.from_pretrained(job["model"])
+
+    def dataset(frame):
+        pair = (frame["sentence1"].tolist(), frame["sentence2"].tolist()) if regression else (frame["text"].tolist(),)
+        encoded = tokenizer(*pair, padding="max_length", truncation=True, max_length=TRAINER_MAX_LENGTH)
+        labels = task.gold(frame).astype(np.float32 if regression else np.int64)
+        return [{**{k: v[i] for k, v in encoded.items()}, "labels": labels[i]} for i in range(len(frame))]
+
+    set_seed(job["seed"])
+    model = AutoModelForSequenceClassification.from_pretrained(job["model"], num_labels=1 if regression else 2)
+    args = TrainingArguments(output_dir=job["run_dir"], per_device_train_batch_size=32, per_device_eval_batch_size=128,
+                             learning_rate=5e-5, num_train_epochs=data["trainer_epochs"], seed=job["seed"],
+                             save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
+                             logging_steps=50, max_steps=4 if job["quick"] else -1)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset(train))
+    seconds = trainer.train().metrics["train_runtime"]
+    logits = trainer.predict(dataset(test)).predictions
+    gold = task.gold(test)
+    score = 100 * pearsonr(logits[:, 0], gold)[0] if regression else 100 * float((logits.argmax(1) == gold).mean())
+    del trainer, model
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {"score": float(score), "train_seconds": seconds}
+
+
+def worker(path: str) -> None:
+    job = json.loads(Path(path).read_text())
+    result = trainer_run(job) if job["recipe"] == "trainer" else kluekit_run(job)
+    Path(job["result"]).write_text(json.dumps(result))
+
+
+# ---- the jobs ---------------------------------------------------------------------------------------------
+
+def run_jobs(jobs: list[dict], parallel: int) -> list[dict]:
+    """Each job in its own process, ``parallel`` at a time; a job's result is read from its file."""
+    pending, running, done = list(jobs), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            spec = Path(job["run_dir"] + ".job.json")
+            spec.parent.mkdir(parents=True, exist_ok=True)
+            spec.write_text(json.dumps(job))
+            log = open(job["run_dir"] + ".log", "w")
+            process = subprocess.Popen([sys.executable, __file__, "--worker", str(spec)], stdout=log,
+                                       stderr=subprocess.STDOUT, env=kluekit_env(TQDM_DISABLE="1"))
+            running.append((job, process, log))
+        time.sleep(1)
+        for entry in list(running):
+            job, process, log = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            log.close()
+            if process.returncode:
+                raise SystemExit(f"{job['dataset']} {job['recipe']} seed {job['seed']} failed: see {job['run_dir']}.log")
+            done.append({**job, **json.loads(Path(job["result"]).read_text())})
+            print(f"{job['dataset']} {job['recipe']} seed {job['seed']}: {done[-1]['score']:.2f} "
+                  f"({done[-1]['train_seconds']:.1f}s)", flush=True)
+    return done
+
+
+def files(shared: Path, work: Path, quick: bool) -> dict:
+    """The train/test files of each data set (``--quick``: their first rows, copied)."""
+    import pandas as pd
+
+    out = {}
+    for name, data in DATASETS.items():
+        out[name] = {part: str(shared / "data" / data[part]) for part in ("train", "test")}
+        if quick:
+            for part, rows in (("train", 96), ("test", 64)):
+                source = Path(out[name][part])
+                if source.suffix == ".json":  # KLUE-STS dev: a JSON list
+                    target = work / f"{name}-{part}.json"
+                    target.write_text(json.dumps(json.loads(source.read_text(encoding="utf-8"))[:rows], ensure_ascii=False))
+                else:
+                    sep = "\t" if source.suffix in (".tsv", ".txt") else ","
+                    target = work / f"{name}-{part}{source.suffix}"
+                    frame = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
+                    frame.head(rows).to_csv(target, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
+                out[name][part] = str(target)
+    return out
+
+
+def summary(done: list[dict], key: str) -> dict:
+    """Mean, spread and per-seed scores (and train seconds) of each (data set, recipe)."""
+    figures = {}
+    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done}):
+        runs = [d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
+        scores = [r["score"] for r in runs]
+        name = f"{dataset}_{key}_{recipe}"
+        figures[f"{name}_mean"] = round(statistics.mean(scores), 2)
+        figures[f"{name}_std"] = round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0
+        figures[f"{name}_per_seed"] = " ".join(f"{s:.2f}" for s in scores)
+        figures[f"{name}_train_seconds_mean"] = round(statistics.mean(r["train_seconds"] for r in runs), 2)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", choices=["select", "report"])
+    parser.add_argument("--shared", default=str(SHARED))
+    parser.add_argument("--model", default=None, help="default: <shared>/models/e5-small-ko")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU holds several small ones)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="select: which variants")
+    parser.add_argument("--write-recipe", action="store_true", help="select: write the helping levers as "
+                                                                    "src/kluekit/recipes/competition.yaml")
+    parser.add_argument("--speed", action="store_true", help="report: one more run per recipe and data set, alone")
+    parser.add_argument("--quick", action="store_true", help="a CPU smoke test: a few rows, a few steps")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker)
+    if not args.phase:
+        parser.error("--phase select or --phase report")
+    shared, work = Path(args.shared), ROOT / "runs/bench-quality"
+    work.mkdir(parents=True, exist_ok=True)
+    model = args.model or str(shared / "models/e5-small-ko")
+    data_files = files(shared, work, args.quick)
+    quick = ["--max-steps", "4", "--max-length", "64"] if args.quick else []
+
+    def job(dataset, recipe, seed, options, tag=""):
+        run_dir = str(work / f"{args.phase}-{dataset}-{recipe}{tag}-s{seed}")
+        return {"phase": args.phase, "dataset": dataset, "recipe": recipe, "seed": seed, "options": options,
+                "model": model, "files": data_files[dataset], "run_dir": run_dir, "result": run_dir + ".result.json",
+                "quick": quick}
+
+    started = time.perf_counter()
+    if args.phase == "select":
+        jobs = [job(dataset, name, seed, VARIANTS[name][0]) for dataset in SELECT_ON for name in args.variants
+                if VARIANTS[name][1] in (None, DATASETS[dataset]["task"]) for seed in args.seeds]
+        done = run_jobs(jobs, args.jobs)
+        figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
+                   "model": Path(model).name, **summary(done, "split")}
+        helping = select_levers(figures)
+        figures["helping"] = " ".join(helping) or "none"
+        if args.write_recipe:
+            write_recipe(helping, figures)
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
+        return write_results("quality.py", "quality_select" if not args.quick else "quality_select_quick", figures)
+    from kluekit.recipes import recipe_names
+
+    recipes = {"defaults": [], "trainer": []}
+    if "competition" in recipe_names():
+        recipes["competition"] = ["--recipe", "competition"]
+    jobs = [job(dataset, recipe, seed, options) for dataset in DATASETS for recipe, options in recipes.items()
+            for seed in args.seeds]
+    done = run_jobs(jobs, args.jobs)
+    figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
+               **summary(done, "test")}
+    if args.speed:  # one run of each recipe alone on the device, for the seconds
+        alone = [d for j in [job(dataset, recipe, args.seeds[0], options, "-alone") for dataset in DATASETS
+                             for recipe, options in recipes.items()] for d in run_jobs([j], 1)]
+        for d in alone:
+            figures[f"{d['dataset']}_{d['recipe']}_alone_train_seconds"] = round(d["train_seconds"], 2)
+        for dataset in DATASETS:
+            figures[f"{dataset}_speedup_vs_trainer"] = round(figures[f"{dataset}_trainer_alone_train_seconds"] /
+                                                             figures[f"{dataset}_defaults_alone_train_seconds"], 2)
+    headline(figures)
+    figures["wall_s"] = round(time.perf_counter() - started, 1)
+    write_results("quality.py", "quality" if not args.quick else "quality_quick", figures)
+
+
+def select_levers(figures: dict) -> list[str]:
+    """The variants whose mean beats the defaults' on every selection data set they ran on."""
+    helping = []
+    for name in VARIANTS:
+        gains = [figures[f"{d}_split_{name}_mean"] - figures[f"{d}_split_defaults_mean"] for d in SELECT_ON
+                 if f"{d}_split_{name}_mean" in figures and name != "defaults"]
+        if gains:
+            figures[f"gain_{name}"] = " ".join(f"{g:+.2f}" for g in gains)
+            if all(g > 0 for g in gains):
+                helping.append(name)
+    return helping
+
+
+def write_recipe(helping: list[str], figures: dict) -> None:
+    """``src/kluekit/recipes/competition.yaml`` from the helping variants (options common to every task, or the
+    task's own section), each with its measured gains as a comment."""
+    common, tasks, notes = {}, {}, []
+    for name in helping:
+        options, task = VARIANTS[name]
+        values, flag = {}, None
+        for item in options:
+            if item.startswith("--"):
+                flag = item[2:]
+                if flag.startswith("no-"):
+                    values[flag[3:].replace("-", "_")] = False
+                else:
+                    values[flag.replace("-", "_")] = True
+            else:
+                values[flag.replace("-", "_")] = yaml_value(item)
+        (tasks.setdefault(task, {}) if task else common).update(values)
+        notes.append(f"# {name}: split gain {figures[f'gain_{name}']} (KLUE-STS Pearson, NSMC accuracy; 3 seeds)")
+    lines = ["# The competition recipe: the levers that beat kluekit's defaults on 10% splits of the KLUE-STS and",
+             "# NSMC training files (benchmarks/quality.py --phase select; quality_select.json).", *notes]
+    import yaml
+
+    body = yaml.safe_dump({"options": common, "tasks": tasks}, allow_unicode=True, sort_keys=True)
+    (ROOT / "src/kluekit/recipes/competition.yaml").write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+
+
+def yaml_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def headline(figures: dict) -> None:
+    """The issue's keys from the summary."""
+    keys = {"korsts_test_pearson": "korsts_test", "klue_sts_dev_pearson": "klue_sts_test",
+            "nsmc_test_accuracy": "nsmc_test"}
+    for key, prefix in keys.items():
+        for recipe in ("defaults", "trainer", "competition"):
+            if f"{prefix}_{recipe}_mean" in figures:
+                figures[f"{key}_{recipe}_mean"] = figures[f"{prefix}_{recipe}_mean"]
+    if "klue_sts_test_competition_mean" in figures:
+        figures["competition_recipe_gain_sts"] = round(figures["klue_sts_test_competition_mean"]
+                                                       - figures["klue_sts_test_defaults_mean"], 2)
+
+
+if __name__ == "__main__":
+    main()
