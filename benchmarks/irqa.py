@@ -1,0 +1,163 @@
+"""Retrieval QA over ChatbotData: a character TF-IDF retriever, the e5-small-ko bi-encoder (zero-shot and fine-tuned
+on the stored pairs) and bi-encoder + verifier through ``kluekit answer``.
+
+    python benchmarks/irqa.py                       # the issue's split; writes benchmarks/results/irqa.json
+    python benchmarks/irqa.py --quick               # a small slice, a few steps: a check that it runs
+
+The split (the issue's): among the rows whose answer occurs at least twice, 1,182 rows (10% of the file) drawn
+with ``numpy.random.default_rng(0).choice(..., replace=False)``; the 1,013 of them whose answer still belongs to a
+row not drawn are the queries; every other row is stored (10,810). A query is answered correctly when the
+returned answer equals its own.
+
+Nothing is chosen on the queries: the models and the threshold come from the stored rows only. The stored rows are
+split the same way (seed 1) into a fitting part and pseudo-queries; ``kluekit mine-negatives`` makes question
+pairs from the fitting part (questions sharing an answer = 1, hard negatives by embedding similarity = 0), on
+which the bi-encoder (``kluekit train biencoder``) and the verifier (``kluekit train classify`` on pairs) train;
+the retriever under the verifier (zero-shot or fine-tuned) is the one whose verified top-1 on the pseudo-queries is
+higher, and the threshold the lowest verifier probability at which their answered precision reaches 90%.
+Then every query is answered over all stored rows.
+
+(a) ``tfidf_top1``: scikit-learn ``TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)`` fit on
+the stored questions, top-1 by cosine; (b) ``biencoder_zeroshot_top1`` / ``biencoder_top1``: the top-1 stored
+question of e5-small-ko / of the fine-tuned bi-encoder; (c) ``verified_top1``: the best of the top 5 by the
+verifier; ``answered_rate`` and ``answered_precision`` at the chosen threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import ROOT, SHARED, kluekit_env, write_results
+
+DRAW, TARGET_PRECISION = 1182, 90.0
+
+
+def kluekit(*args: str) -> None:
+    if subprocess.run([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1")).returncode:
+        raise SystemExit(f"kluekit {' '.join(args[:2])} failed")
+
+
+def split(frame: pd.DataFrame, draw: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(queries, stored): ``draw`` rows among those whose answer repeats; the drawn rows whose answer a row not
+    drawn still has are the queries, every other row is stored."""
+    repeats = frame["A"].map(frame["A"].value_counts()).to_numpy() >= 2
+    drawn = np.random.default_rng(seed).choice(np.flatnonzero(repeats), size=draw, replace=False)
+    kept_answers = set(frame["A"].to_numpy()[np.setdiff1d(np.arange(len(frame)), drawn)])
+    queries = np.sort([i for i in drawn if frame["A"].iat[i] in kept_answers])
+    return frame.iloc[queries].reset_index(drop=True), frame.drop(frame.index[queries]).reset_index(drop=True)
+
+
+def tfidf_top1(stored: pd.DataFrame, queries: pd.DataFrame) -> float:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
+    matrix = vectorizer.fit_transform(stored["Q"])
+    best = np.asarray((vectorizer.transform(queries["Q"]) @ matrix.T).argmax(axis=1)).ravel()
+    return round(100 * float(np.mean(stored["A"].to_numpy()[best] == queries["A"].to_numpy())), 2)
+
+
+def answers(stored: Path, queries: pd.DataFrame, work: Path, model: str, verifier: str | None = None) -> list[dict]:
+    """``kluekit answer`` over ``stored`` for every query (threshold -1: the best candidate is always returned)."""
+    from kluekit.answering import AnswerOptions, answer
+
+    questions = work / f"questions-{len(queries)}.txt"
+    questions.write_text("\n".join(queries["Q"]) + "\n", encoding="utf-8")
+    return answer(AnswerOptions(qa_set=str(stored), model=model, verifier=verifier, input=str(questions),
+                                threshold=-1.0, top_n=5))
+
+
+def top1(rows: list[dict], queries: pd.DataFrame, key: str = "retrieval_score") -> float:
+    """Accuracy of the best candidate by ``key`` (the retrieval's top-1, or the verifier's choice)."""
+    best = [max(r["candidates"], key=lambda c: (c[key], c["retrieval_score"]))["answer"] for r in rows]
+    return round(100 * float(np.mean(np.asarray(best) == queries["A"].to_numpy())), 2)
+
+
+def choose_threshold(rows: list[dict], queries: pd.DataFrame) -> tuple[float, float, float]:
+    """(threshold, answered %, precision %): the lowest verifier probability at which the answered rows'
+    precision reaches the target (the highest-precision point if none does)."""
+    scores = np.array([r["verifier_score"] for r in rows])
+    correct = np.array([r["answer"] == a for r, a in zip(rows, queries["A"])])
+    order = np.argsort(-scores)
+    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    passing = np.flatnonzero(precision >= TARGET_PRECISION / 100)
+    cut = passing.max() if len(passing) else int(precision.argmax())
+    return float(scores[order][cut]), 100 * (cut + 1) / len(rows), 100 * float(precision[cut])
+
+
+def at_threshold(rows: list[dict], queries: pd.DataFrame, threshold: float) -> tuple[float, float]:
+    answered = np.array([r["verifier_score"] >= threshold for r in rows])
+    correct = np.array([r["answer"] == a for r, a in zip(rows, queries["A"])])
+    precision = 100 * float(correct[answered].mean()) if answered.any() else 0.0
+    return round(100 * float(answered.mean()), 2), round(precision, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(SHARED))
+    parser.add_argument("--model", default=None, help="default: <shared>/models/e5-small-ko")
+    parser.add_argument("--epochs", type=float, default=2.0, help="bi-encoder and verifier epochs")
+    parser.add_argument("--margin", type=float, default=0.02, help="mine-negatives --margin")
+    parser.add_argument("--negatives", type=int, default=3, help="mine-negatives --num-negatives")
+    parser.add_argument("--max-length", type=int, default=32, help="tokens per question (they are short)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--name", default="irqa")
+    args = parser.parse_args()
+    shared, work = Path(args.shared), ROOT / "runs/bench-irqa"
+    work.mkdir(parents=True, exist_ok=True)
+    model = args.model or str(shared / "models/e5-small-ko")
+    frame = pd.read_csv(shared / "data/chatbot/ChatbotData.csv", keep_default_na=False)
+    queries, stored = split(frame, DRAW, 0)
+    if args.quick:
+        queries, stored = queries.head(40), pd.concat([stored.head(400), queries.head(40).assign(Q=lambda f: f["Q"] + "요")])
+    pseudo, fitting = split(stored, min(DRAW, len(stored) // 10), 1)
+    stored_file, fitting_file = work / "stored.csv", work / "fitting.csv"
+    stored.to_csv(stored_file, index=False)
+    fitting.to_csv(fitting_file, index=False)
+    started = time.perf_counter()
+    figures = {"model": Path(model).name, "rows": len(frame), "queries": len(queries), "stored": len(stored),
+               "fitting": len(fitting), "pseudo_queries": len(pseudo), "tfidf_top1": tfidf_top1(stored, queries)}
+    print("tfidf", figures["tfidf_top1"], flush=True)
+    figures["biencoder_zeroshot_top1"] = top1(answers(stored_file, queries, work, model), queries)
+    print("zero-shot", figures["biencoder_zeroshot_top1"], flush=True)
+
+    pairs = work / "pairs.csv"
+    kluekit("mine-negatives", "--input", str(fitting_file), "--text-column", "Q", "--group-column", "A", "--model", model,
+            "--output", str(pairs), "--num-negatives", str(args.negatives), "--margin", str(args.margin))
+    mined = pd.read_csv(pairs, keep_default_na=False)
+    scored = work / "pairs_scored.csv"  # the bi-encoder trains on STS-style scores: 5 = same question, 0 = not
+    mined.assign(label=mined["label"] * 5.0).to_csv(scored, index=False)
+    quick = ["--max-steps", "6"] if args.quick else ["--epochs", str(args.epochs)]
+    kluekit("train", "biencoder", "--model", model, "--train", str(scored), "--output-dir", str(work / "bienc"),
+            "--overwrite", "--batch-size", "64", "--learning-rate", "5e-5", "--max-length", str(args.max_length), *quick)
+    kluekit("train", "classify", "--model", model, "--train", str(pairs), "--text-column", "sentence1",
+            "--text-pair-column", "sentence2", "--label-column", "label", "--output-dir", str(work / "verifier"),
+            "--overwrite", "--batch-size", "64", "--learning-rate", "5e-5", "--max-length", str(args.max_length), *quick)
+    figures.update(mined_pairs=len(mined), mined_positives=int((mined["label"] == 1).sum()))
+    bienc, verifier = str(work / "bienc"), str(work / "verifier")
+    # choices on the pseudo-queries only: the retriever for (c), then the threshold
+    pseudo_rows = {name: answers(fitting_file, pseudo, work, path, verifier) for name, path in
+                   (("zeroshot", model), ("finetuned", bienc))}
+    for name, rows in pseudo_rows.items():
+        figures[f"pseudo_{name}_top1"], figures[f"pseudo_{name}_verified_top1"] = \
+            top1(rows, pseudo), top1(rows, pseudo, "verifier_score")
+    chosen = max(pseudo_rows, key=lambda name: figures[f"pseudo_{name}_verified_top1"])
+    figures["verified_retriever"] = chosen
+    figures["threshold"], figures["pseudo_answered_rate"], figures["pseudo_answered_precision"] = (
+        round(v, 4) for v in choose_threshold(pseudo_rows[chosen], pseudo))
+    figures["biencoder_top1"] = top1(answers(stored_file, queries, work, bienc), queries)
+    rows = answers(stored_file, queries, work, model if chosen == "zeroshot" else bienc, verifier)
+    figures["verified_top1"] = top1(rows, queries, "verifier_score")
+    figures["answered_rate"], figures["answered_precision"] = at_threshold(rows, queries, figures["threshold"])
+    figures["goal_verified_minus_tfidf"] = round(figures["verified_top1"] - figures["tfidf_top1"], 2)
+    figures["wall_s"] = round(time.perf_counter() - started, 1)
+    write_results("irqa.py", args.name if not args.quick else "irqa_quick", figures)
+
+
+if __name__ == "__main__":
+    main()
