@@ -23,11 +23,10 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from common import ROOT, SHARED, kluekit_env, write_results
-from pretrain_speed import PEAK_BF16, WARM_STEPS, SteadyClock, corpus
+from pretrain_speed import WARM_STEPS, SteadyClock, corpus, run_recipes
 
 
 def tokenizer_and_model(text: Path, work: Path, tiny: bool) -> Path:
@@ -123,15 +122,7 @@ def main() -> None:
     figures = {"model": "tiny" if args.tiny else "random GPT-2 6 x 512", "steps": args.steps, "batch": args.batch,
                "block": args.block, "precision": precision, "documents": len(text.read_text().splitlines())}
     recipes = {"kluekit": kluekit_recipe, "trainer": trainer_recipe}
-    for name, recipe in recipes.items():
-        started = time.perf_counter()
-        figures[name] = recipe(model_dir, text, args, precision)
-        figures[name]["wall_s"] = round(time.perf_counter() - started, 1)
-        print(name, figures[name], flush=True)
-    body = body_parameters(model_dir)
-    for name in recipes:
-        figures[name]["tokens_per_s"] = figures[name]["tokens_per_s"] or figures[name]["overall_tokens_per_s"]
-        figures[name]["mfu"] = round(6 * body * figures[name]["tokens_per_s"] / PEAK_BF16, 4)
+    body = run_recipes(recipes, figures, body_parameters, model_dir, text, args, precision)
     figures.update(clm_tokens_per_s=figures["kluekit"]["tokens_per_s"],
                    trainer_clm_tokens_per_s=figures["trainer"]["tokens_per_s"],
                    clm_speedup=round(figures["kluekit"]["tokens_per_s"] / figures["trainer"]["tokens_per_s"], 3),

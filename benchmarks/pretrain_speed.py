@@ -147,6 +147,21 @@ def kluekit_recipe(model_dir: Path, text: Path, steps: int, precision: str, scal
             "held_out_loss": round(metrics["history"][-1]["loss"], 4), "peak_gpu_memory_gb": metrics.get("peak_gpu_memory_gb")}
 
 
+def run_recipes(recipes: dict, figures: dict, count_body, model_dir: Path, *args) -> int:
+    """Run each recipe (``recipe(model_dir, *args)``) one after the other into ``figures[name]``, with its wall time,
+    steady tokens/s (the overall figure where there is no steady one) and MFU; returns the body's parameter count."""
+    for name, recipe in recipes.items():
+        started = time.perf_counter()
+        figures[name] = recipe(model_dir, *args)
+        figures[name]["wall_s"] = round(time.perf_counter() - started, 1)
+        print(name, figures[name], flush=True)
+    body = count_body(model_dir)
+    for name in recipes:
+        figures[name]["tokens_per_s"] = figures[name]["tokens_per_s"] or figures[name]["overall_tokens_per_s"]
+        figures[name]["mfu"] = round(6 * body * figures[name]["tokens_per_s"] / PEAK_BF16, 4)
+    return body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(SHARED))
@@ -175,15 +190,7 @@ def main() -> None:
     figures["kluekit_options"] = f"--batch-size {4 * BATCH} --learning-rate {rate:g} " + " ".join(compile_flag)
     recipes = {"kluekit": lambda *a: kluekit_recipe(*a, 4, *compile_flag, rate=rate), "kluekit_b64": kluekit_recipe,
                "trainer": trainer_recipe}
-    for name, recipe in recipes.items():
-        started = time.perf_counter()
-        figures[name] = recipe(model_dir, text, args.steps, precision)
-        figures[name]["wall_s"] = round(time.perf_counter() - started, 1)
-        print(name, figures[name], flush=True)
-    body = body_parameters(model_dir)
-    for name in recipes:
-        figures[name]["tokens_per_s"] = figures[name]["tokens_per_s"] or figures[name]["overall_tokens_per_s"]
-        figures[name]["mfu"] = round(6 * body * figures[name]["tokens_per_s"] / PEAK_BF16, 4)
+    body = run_recipes(recipes, figures, body_parameters, model_dir, text, args.steps, precision)
     figures.update(mlm_tokens_per_s=figures["kluekit"]["tokens_per_s"], trainer_mlm_tokens_per_s=figures["trainer"]["tokens_per_s"],
                    mlm_mfu=figures["kluekit"]["mfu"], speedup=round(figures["kluekit"]["tokens_per_s"]
                                                                     / figures["trainer"]["tokens_per_s"], 3),
