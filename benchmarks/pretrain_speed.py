@@ -1,7 +1,7 @@
 """Masked-LM pre-training speed: ``kluekit pretrain mlm`` against the Hugging Face ``Trainer`` recipe that
 ``run_mlm.py`` builds, side by side on one GPU, same model, text, blocks and number of tokens.
 
-    python benchmarks/pretrain_speed.py --shared .carry --steps 1200
+    python benchmarks/pretrain_speed.py --shared .carry --steps 1200 --rates 5e-4,1e-3   # the figures in pretrain_speed.json
     python benchmarks/pretrain_speed.py --shared ../shared --steps 8 --tiny     # a quick check on CPU
 
 Model: a randomly initialised encoder of the klue/roberta-base shape (RoBERTa, 12 layers x 768, vocabulary
