@@ -56,21 +56,10 @@ class AnswerOptions:
 
 def read_qa_set(path: str, question_column: str, answer_column: str):
     """(questions, answers) of the QA set; DataError naming missing columns or an empty cell."""
-    from .data.columns import ROW, match_column
-    from .data.tables import check_not_empty, read_table
-    from .errors import DataError
+    from .data.qa import read_qa_table
 
-    frame = read_table(path)
-    found = {name: match_column(frame.columns, name, path) for name in (question_column, answer_column)}
-    missing = [name for name, column in found.items() if column is None]
-    if missing:
-        columns = ", ".join(str(c) for c in frame.columns if c != ROW)
-        raise DataError(path, 1, None, f"no column {', '.join(missing)} (columns: {columns}; name them with "
-                                       "--question-column / --answer-column)")
-    if frame.empty:
-        raise DataError(path, 1, None, "no question/answer rows")
-    check_not_empty(frame, path, list(found.values()))
-    return frame[found[question_column]].str.strip().tolist(), frame[found[answer_column]].str.strip().tolist()
+    table = read_qa_table(path, question_column, answer_column)
+    return table["question"].tolist(), table["answer"].tolist()
 
 
 class Verifier:

@@ -33,12 +33,6 @@ def load_causal_lm(path: str, dialogue: bool = False):
     return tokenizer, model.to(device).eval()
 
 
-def max_positions(model) -> int | None:
-    """The most tokens the model takes (``n_positions`` or ``max_position_embeddings``); None if it says none."""
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
 def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
     """Token ids of each prompt as kluekit's causal LMs are trained: ``[bos] + tokens`` (no bos if none)."""
     bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
@@ -50,8 +44,9 @@ def check_lengths(ids: list[list[int]], model, extra: int, noun: str = "prompt",
     """KluekitError naming the first prompt (numbered from ``first``), its token count and the limit, where its
     tokens and ``extra`` more exceed the model's positions."""
     from .errors import KluekitError
+    from .modeling import max_positions
 
-    limit = max_positions(model)
+    limit = max_positions(model.config)
     if limit is None:
         return
     for number, row in enumerate(ids, first):

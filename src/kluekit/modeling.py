@@ -16,6 +16,12 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
+def max_positions(config) -> int | None:
+    """The most tokens a model of ``config`` takes (``max_position_embeddings``, GPT-2's ``n_positions``), or None
+    if its config says none."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 def check_model_path(name: str) -> None:
     """KluekitError naming --model when ``name`` looks like a local path but is no directory."""
     if _looks_local(name) and not Path(name).expanduser().is_dir():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..config import opt
-from ..errors import DataError, KluekitError
+from ..errors import KluekitError
 from .base import TaskOptions
 from .clm import CLMTask
 
@@ -48,23 +48,9 @@ class DialogueTask(CLMTask):
 
     # ---- data -------------------------------------------------------------------------------------------
     def read(self, path, fmt="auto", require_labels=True):
-        from ..data.tables import check_not_empty, read_table
+        from ..data.qa import read_qa_table
 
-        frame = read_table(path, fmt)
-        q, a = self.options.question_column, self.options.answer_column
-        missing = [column for column in ([q, a] if require_labels else [q]) if column not in frame.columns]
-        if missing:
-            columns = ", ".join(str(c) for c in frame.columns if c != "_row")
-            raise DataError(path, 1, None, f"no column {', '.join(missing)} (columns: {columns}; name them with "
-                                           "--question-column / --answer-column)")
-        if frame.empty:
-            raise DataError(path, 1, None, "no question/answer rows")
-        check_not_empty(frame, path, [c for c in (q, a) if c in frame.columns])
-        out = pd.DataFrame({"question": frame[q].str.strip(), "_row": frame["_row"]})
-        if a in frame.columns:
-            out["answer"] = frame[a].str.strip()
-        out.attrs["path"] = str(path)
-        return out.reset_index(drop=True)
+        return read_qa_table(path, self.options.question_column, self.options.answer_column, fmt, require_labels)
 
     def texts(self, examples):
         return examples["question"].tolist() + examples.get("answer", pd.Series(dtype=str)).tolist()

@@ -126,8 +126,10 @@ class LanguageModelTask(Task):
         """KluekitError when the tokenizer lacks a token this kind of model needs."""
 
     def max_length(self, model, max_length):
+        from ..modeling import max_positions
+
         config = model.config
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        positions = max_positions(config)
         if positions is None:
             return max_length
         offset = (config.pad_token_id or 0) + 1 if config.model_type in OFFSET_POSITIONS else 0
