@@ -90,3 +90,30 @@ def serve_process(args: list[str], log_path: Path, env: dict | None = None):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model runs fastest on one thread (and several threads crawl on a busy shared machine); a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def kill_after(trainer, steps: int) -> None:
+    """Make ``trainer.fit()`` stop with a KeyboardInterrupt (as Ctrl-C) before its optimizer step ``steps + 1``:
+    the run a resume test continues."""
+    real_step, calls = trainer.optimizer_step, {"n": 0}
+
+    def dies():
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise KeyboardInterrupt
+        real_step()
+
+    trainer.optimizer_step = dies
+

@@ -22,15 +22,7 @@ SENTENCES = ["오늘 날씨가 정말 좋네요.", "숙소 위치는 찾기 쉬�
              "지하철역에서 걸어서 5분 거리입니다.", "방이 깨끗하고 조용했어요.", "다음에도 꼭 다시 오고 싶어요."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model runs fastest on one thread (and several threads crawl on a busy shared machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def unit_vectors(rows: int, dim: int, seed: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import kill_after
 from kluekit.batching import Features
 from kluekit.config import TrainConfig
 from kluekit.engine import Trainer, TrainData
@@ -108,15 +109,7 @@ def test_the_engine_resumes_a_two_output_model_exactly(tmp_path):
     expected = whole.fit()
 
     interrupted, _ = trainer(tmp_path / "killed")
-    real_step, calls = interrupted.optimizer_step, {"n": 0}
-
-    def dies_after_25_steps():
-        calls["n"] += 1
-        if calls["n"] > 25:
-            raise KeyboardInterrupt
-        real_step()
-
-    interrupted.optimizer_step = dies_after_25_steps
+    kill_after(interrupted, 25)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     assert json.loads((tmp_path / "killed" / "checkpoint" / "progress.json").read_text())["global_step"] == 20

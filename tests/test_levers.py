@@ -12,6 +12,7 @@ import torch
 from test_engine import trainer as toy_trainer  # the engine's toy model kind (a GRU span model) and its run
 from transformers import AutoModelForSequenceClassification
 
+from conftest import kill_after
 from kluekit import cli
 from kluekit.engine.ema import EMA
 from kluekit.engine.optim import depth, make_optimizer, make_scheduler
@@ -163,15 +164,7 @@ def test_a_resumed_run_with_an_average_ends_as_the_uninterrupted_one(tmp_path):
     expected = whole.fit()
 
     interrupted, _ = toy_trainer(tmp_path / "killed", max_steps=40, ema_decay=0.9)
-    real_step, calls = interrupted.optimizer_step, {"n": 0}
-
-    def dies_after_25_steps():
-        calls["n"] += 1
-        if calls["n"] > 25:
-            raise KeyboardInterrupt
-        real_step()
-
-    interrupted.optimizer_step = dies_after_25_steps
+    kill_after(interrupted, 25)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     assert (tmp_path / "killed" / "checkpoint" / "ema.pt").is_file()

@@ -29,15 +29,7 @@ QA = pd.DataFrame([(q, a) for a, questions in GROUPS.items() for q in questions]
 COLUMNS = ["sentence1", "sentence2", "label"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model runs fastest on one thread (and several threads crawl on a busy shared machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
