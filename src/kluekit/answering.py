@@ -88,15 +88,16 @@ class Verifier:
 
 
 class QASet:
-    """The stored QA set behind a bi-encoder index, answering questions (``answer``)."""
+    """The stored QA set behind a bi-encoder index, answering questions (``answer``); ``model``: the bi-encoder
+    of ``cfg.model`` already loaded (the server's), else it is loaded here."""
 
-    def __init__(self, cfg: AnswerOptions):
+    def __init__(self, cfg: AnswerOptions, model=None):
         from .embedding.corpus import build_index
         from .embedding.encoding import load_biencoder
 
         self.cfg = cfg
         self.questions, self.answers = read_qa_set(cfg.qa_set, cfg.question_column, cfg.answer_column)
-        self.model = load_biencoder(cfg.model)
+        self.model = model if model is not None else load_biencoder(cfg.model)
         self.index = build_index(self.model, cfg.qa_set, cfg.question_column, "exact", cfg.index_dir, cfg.batch_size,
                                  progress=False)
         self.verifier = Verifier(cfg.verifier, cfg.positive_label) if cfg.verifier else None

@@ -61,7 +61,7 @@ def create_app(settings: ServeSettings, plan: ModelPlan | None = None) -> FastAP
                         settings.cross_encoder or "none")
         qa = None
         if settings.qa_set:
-            qa = QAService(settings, plan.biencoder.model)
+            qa = QAService(settings, service)
             await asyncio.to_thread(qa.load)
             await qa.start()
             app.state.qa_service = qa

@@ -40,10 +40,11 @@ class QAAnswer(BaseModel):
 
 
 class QAService:
-    """``answering.QASet`` behind a micro-batcher of questions."""
+    """``answering.QASet`` behind a micro-batcher of questions, retrieving with the served bi-encoder
+    (``similarity``: its loaded service, so the model is not loaded twice and runs in the served --runtime)."""
 
-    def __init__(self, settings: ServeSettings, biencoder: str):
-        self.settings, self.biencoder, self.qa = settings, biencoder, None
+    def __init__(self, settings: ServeSettings, similarity):
+        self.settings, self.similarity, self.qa = settings, similarity, None
         self.batcher = MicroBatcher(self.answer_now, max_texts=settings.batch_max_texts,
                                     max_wait_ms=settings.batch_wait_ms, max_tokens=settings.batch_max_tokens,
                                     max_queue=settings.max_queue, name="qa-set")
@@ -52,9 +53,10 @@ class QAService:
         from ..answering import AnswerOptions, QASet
 
         s = self.settings
-        self.qa = QASet(AnswerOptions(qa_set=s.qa_set, model=self.biencoder, verifier=s.qa_verifier,
+        self.qa = QASet(AnswerOptions(qa_set=s.qa_set, model=self.similarity.settings.model, verifier=s.qa_verifier,
                                       question_column=s.qa_question_column, answer_column=s.qa_answer_column,
-                                      top_n=s.qa_top_n, threshold=s.qa_threshold, generator=s.qa_generator))
+                                      top_n=s.qa_top_n, threshold=s.qa_threshold, generator=s.qa_generator),
+                        model=self.similarity.model)
         logger.info("ready: QA set %s (%d questions) at %s, verifier %s", s.qa_set, len(self.qa.questions), PATH,
                     s.qa_verifier or "none")
 
