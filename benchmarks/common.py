@@ -33,6 +33,25 @@ def kluekit_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+def kluekit(*args: str, wait: bool = True):
+    """Run a kluekit command of this checkout (progress bars off) and wait for it (a failure ends the benchmark
+    with its name), or with ``wait=False`` return its process."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1"))
+    if wait and process.wait():
+        raise SystemExit(f"kluekit {' '.join(args[:2])} failed ({process.returncode})")
+    return process
+
+
+def steps_in(minutes: float, probe: dict, least: int) -> int:
+    """Optimizer steps that fill ``minutes`` of training at the steady speed of a short probe run (its
+    metrics.json: the tokens of one step over its tokens/s after the first steps), at least ``least``."""
+    per_step = probe["train_tokens_per_s"] * probe["train_seconds"] / probe["steps"] / \
+        probe.get("steady_tokens_per_s", probe["train_tokens_per_s"])
+    return max(least, int(minutes * 60 / per_step))
+
+
 def task_texts(shared: Path, sources: dict[str, tuple[str, str | None]]) -> list[str]:
     """The input texts (no labels) of shared task files: ``{path under data/: (task, classify preset or None)}``."""
     from kluekit.tasks import get_task_class

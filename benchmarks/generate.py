@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from common import ROOT, SHARED, kluekit_env, write_results
+from common import ROOT, SHARED, kluekit, steps_in, write_results
 from scratch_ynat import korean_text
 
 SHOTS = (0, 4, 16)
@@ -38,11 +36,6 @@ SHOTS = (0, 4, 16)
 # occurred in its one-line documents)
 TEMPLATE = "리뷰: {text} 감정: {label}</s><s>"
 WORDS = {"0": "부정", "1": "긍정"}
-
-
-def kluekit(*args: str) -> None:
-    if subprocess.run([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1")).returncode:
-        raise SystemExit(f"kluekit {' '.join(args[:2])} failed")
 
 
 def metrics(run: Path) -> dict:
@@ -117,9 +110,7 @@ def main() -> None:
                 "--warmup", "0.02", "--scheduler", "cosine", "--overwrite", "--no-tensorboard"]
     kluekit(*pretrain, "--output-dir", str(work / "probe"), "--max-steps", "100" if not args.tiny else "12")
     probe = metrics(work / "probe")
-    per_step = probe["train_tokens_per_s"] * probe["train_seconds"] / probe["steps"] / \
-        probe.get("steady_tokens_per_s", probe["train_tokens_per_s"])
-    steps = max(20, int(args.minutes * 60 / per_step))
+    steps = steps_in(args.minutes, probe, 20)
     gpt = work / "gpt2"
     kluekit(*pretrain, "--output-dir", str(gpt), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5)))
     pre = metrics(gpt)

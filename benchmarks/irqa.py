@@ -26,21 +26,14 @@ verifier; ``answered_rate`` and ``answered_precision`` at the chosen threshold.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import ROOT, SHARED, kluekit_env, write_results
+from common import ROOT, SHARED, kluekit, write_results
 
 DRAW, TARGET_PRECISION = 1182, 90.0
-
-
-def kluekit(*args: str) -> None:
-    if subprocess.run([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1")).returncode:
-        raise SystemExit(f"kluekit {' '.join(args[:2])} failed")
 
 
 def split(frame: pd.DataFrame, draw: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

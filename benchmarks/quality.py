@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, kluekit_env, write_results
+from common import ROOT, SHARED, kluekit, kluekit_env, write_results
 
 DATASETS = {
     "korsts": dict(task="sts", train="korsts/sts-train.tsv", test="korsts/sts-test.tsv", options=[], metric="pearson",
@@ -58,11 +58,6 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "swap_augment": (["--swap-augment"], "sts"),
 }
 TRAINER_MAX_LENGTH = 128
-
-
-def kluekit(*args: str) -> None:
-    if subprocess.run([sys.executable, "-m", "kluekit", *args], env=kluekit_env(TQDM_DISABLE="1")).returncode:
-        raise SystemExit(f"kluekit {' '.join(args[:2])} failed")
 
 
 # ---- one run (a worker process) ---------------------------------------------------------------------------

@@ -16,25 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from common import ROOT, SHARED, kluekit_env, task_texts, write_results
+from common import ROOT, SHARED, kluekit, steps_in, task_texts, write_results
 
 YNAT = ["--preset", "ynat", "--epochs", "3", "--batch-size", "64", "--learning-rate", "1e-4", "--max-length", "64"]
 SOURCES = {"klue_sts/klue_sts_train.csv": ("sts", None), "klue_ynat/ynat_train.tsv": ("classify", "ynat"),
            "nsmc/ratings_train_first5000.txt": ("classify", "nsmc"), "klue_re/train_partial_union.csv": ("re", None),
            "klue_ner/klue-ner-v1.1_train_first5000.tsv": ("ner", None)}
-
-
-def kluekit(*args: str, wait: bool = True):
-    """Run a kluekit command (and wait for it, or return its process)."""
-    process = subprocess.Popen([sys.executable, "-m", "kluekit", *args],
-                               env=kluekit_env(TQDM_DISABLE="1"))
-    if wait and process.wait():
-        raise SystemExit(f"kluekit {' '.join(args[:2])} failed ({process.returncode})")
-    return process
 
 
 def korean_text(shared: Path, out: Path) -> Path:
@@ -68,9 +57,7 @@ def main() -> None:
     kluekit(*pretrain, "--output-dir", str(work / "probe"), "--max-steps", "100")
     probe = json.loads((work / "probe/metrics.json").read_text())
     # the probe's steady speed (after its first 10 steps: graph capture and start-up left out)
-    per_step = probe["train_tokens_per_s"] * probe["train_seconds"] / probe["steps"] / \
-        probe.get("steady_tokens_per_s", probe["train_tokens_per_s"])
-    steps = max(100, int(args.minutes * 60 / per_step))
+    steps = steps_in(args.minutes, probe, 100)
     kluekit(*pretrain, "--output-dir", str(work / "bert"), "--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5)))
     pretrained = json.loads((work / "bert/metrics.json").read_text())
     runs = {name: kluekit("train", "classify", "--model", str(model), "--train",
