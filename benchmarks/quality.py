@@ -272,9 +272,9 @@ def select_levers(figures: dict) -> list[str]:
 
 
 def write_recipe(helping: list[str], figures: dict) -> None:
-    """``src/kluekit/recipes/competition.yaml`` from the helping variants (options common to every task, or the
-    task's own section), each with its measured gains as a comment."""
-    common, tasks, notes = {}, {}, []
+    """``src/kluekit/recipes/competition.yaml`` from the helping variants, each under the tasks it was measured on
+    (a lever for every task goes to every selection task), with its measured gains as a comment."""
+    tasks, notes = {}, []
     for name in helping:
         options, task = VARIANTS[name]
         values, flag = {}, None
@@ -287,13 +287,16 @@ def write_recipe(helping: list[str], figures: dict) -> None:
                     values[flag.replace("-", "_")] = True
             else:
                 values[flag.replace("-", "_")] = yaml_value(item)
-        (tasks.setdefault(task, {}) if task else common).update(values)
-        notes.append(f"# {name}: split gain {figures[f'gain_{name}']} (KLUE-STS Pearson, NSMC accuracy; 3 seeds)")
+        for measured in [task] if task else sorted({DATASETS[d]["task"] for d in SELECT_ON}):
+            tasks.setdefault(measured, {}).update(values)
+        ran_on = [d for d in SELECT_ON if f"{d}_split_{name}_mean" in figures]
+        notes.append(f"# {name}: split gain {figures[f'gain_{name}']} on {' / '.join(ran_on)} (3 seeds)")
     lines = ["# The competition recipe: the levers that beat kluekit's defaults on 10% splits of the KLUE-STS and",
-             "# NSMC training files (benchmarks/quality.py --phase select; quality_select.json).", *notes]
+             "# NSMC training files (benchmarks/quality.py --phase select; quality_select.json), for the tasks they",
+             "# were measured on.", *notes]
     import yaml
 
-    body = yaml.safe_dump({"options": common, "tasks": tasks}, allow_unicode=True, sort_keys=True)
+    body = yaml.safe_dump({"tasks": tasks}, allow_unicode=True, sort_keys=True)
     (ROOT / "src/kluekit/recipes/competition.yaml").write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
 
 

@@ -45,3 +45,24 @@ def test_unknown_recipe_is_one_line(recipe_folder, tiny_model, sts_train_csv, tm
     err = capsys.readouterr().err
     assert "--recipe: no recipe 'nope' (known: trial)" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_with_nothing_for_the_task_is_one_line(recipe_folder):
+    (recipe_folder / "narrow.yaml").write_text("tasks:\n  sts: {rdrop: 1.0}\n")
+    message = r"--recipe narrow: it sets nothing for ner \(it has options for: sts\)"
+    with pytest.raises(recipes.KluekitError, match=message):
+        recipes.load_recipe("narrow", "ner")
+
+
+def test_the_shipped_competition_recipe_holds_the_measured_levers():
+    """The file benchmarks/quality.py --write-recipe wrote: every value is a real option of its task."""
+    from kluekit.config import TrainConfig
+    from kluekit.tasks import get_task_class
+
+    assert "competition" in recipes.recipe_names()
+    for task in ("sts", "classify"):
+        values = recipes.load_recipe("competition", task)
+        assert values["rdrop"] == 1.0 and values["group_by_length"] is False
+        known = set(TrainConfig.__dataclass_fields__) | set(get_task_class(task).Options.__dataclass_fields__)
+        assert set(values) <= known
+    assert recipes.load_recipe("competition", "sts")["swap_augment"] is True

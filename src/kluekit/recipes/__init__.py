@@ -36,4 +36,7 @@ def load_recipe(name: str, task: str, folder: Path | None = None) -> dict:
     if not isinstance(data, dict) or not set(data) <= {"options", "tasks"}:
         raise KluekitError(f"--recipe: {path} must hold 'options' and/or 'tasks' mappings")
     values = {**(data.get("options") or {}), **((data.get("tasks") or {}).get(task) or {})}
+    if not values:
+        measured = ", ".join(sorted(data.get("tasks") or {})) or "none"
+        raise KluekitError(f"--recipe {name}: it sets nothing for {task} (it has options for: {measured})")
     return {key.replace("-", "_"): value for key, value in values.items()}
