@@ -114,3 +114,26 @@ def test_unknown_tag_in_dev_is_an_error(trained, ner_files, tmp_path, capsys):
     assert cli.main(["evaluate", "ner", "--model", str(trained[0]), "--input", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.tsv:1" in err and "B-XX" in err
+
+
+def test_char_slots_train_and_predict(ner_model, ner_files, tmp_path):
+    """--char-slots 3: a head of 3 x 13 outputs learns and, reloaded from its run, predicts one tag per character."""
+    from transformers import AutoConfig
+
+    run = tmp_path / "slots"
+    metrics = train(ner_model, ner_files, run, "--epochs", 3, "--char-slots", 3)
+    assert metrics["best"]["char_f1"] > 10, metrics["best"]
+    assert AutoConfig.from_pretrained(run).num_labels == 3 * len(NER_LABELS)
+    assert json.loads((run / "kluekit.json").read_text())["task_options"]["char_slots"] == 3
+    out = tmp_path / "pred.tsv"
+    kluekit("predict", "ner", "--model", run, "--input", ner_files / "dev.tsv", "--output", out)
+    predicted, given = read_ner(out), read_ner(ner_files / "dev.tsv")
+    assert [len(t) for t in predicted["tags"]] == [len(s) for s in given["sentence"]]
+    assert all(tag in NER_LABELS for tags in predicted["tags"] for tag in tags)
+
+
+def test_one_char_slot_is_refused(ner_model, ner_files, tmp_path, capsys):
+    assert cli.main(["train", "ner", "--model", str(ner_model), "--train", str(ner_files / "train.tsv"),
+                     "--output-dir", str(tmp_path / "run"), "--char-slots", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--char-slots 1 would tag every character of a token alike" in err and "Traceback" not in err

@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_path
 
 from kluekit.data.ner import (KLUE_HEADER, NER_LABELS, char_probs, mark_entities, ner_label_set, read_ner,
-                              token_labels, write_ner)
+                              token_labels, token_slot_labels, write_ner)
 from kluekit.errors import DataError
 from kluekit.metrics import ner_metrics
 
@@ -219,6 +219,35 @@ def test_char_probs_by_hand():
     np.testing.assert_allclose(both, [[.9, 0, .1]])
 
 
+def test_slot_labels_and_probs_tag_inside_a_token():
+    """'이순신은 갔다' as [CLS] 이순 신은 갔다 [SEP]: the token '신은' ends the name and holds the particle."""
+    labels = ["B-PS", "I-PS", "O"]
+    tags = [0, 1, 1, 2, 2, 2, 2]  # 이 순 신 은 _ 갔 다
+    offsets = [(0, 0), (0, 2), (2, 4), (5, 7), (0, 0)]
+    assert token_slot_labels(offsets, tags, 2).tolist() == [[-100, -100], [0, 1], [1, 2], [2, 2], [-100, -100]]
+    # one slot: the first-character labels; three: past a token's end is ignored
+    assert token_slot_labels(offsets, tags, 1)[:, 0].tolist() == token_labels(offsets, tags)
+    assert token_slot_labels(offsets, tags, 3)[1].tolist() == [0, 1, -100]
+    # a 3-character token with 2 slots: its third character shares the last slot (its label: the second's)
+    assert token_slot_labels([(0, 3)], [0, 1, 2], 2).tolist() == [[0, 1]]
+    with pytest.raises(ValueError, match="past the end"):
+        token_slot_labels([(0, 1), (3, 4)], [0, 1], 2)
+
+    onehot = np.zeros((5, 2, 3))
+    for t, row in enumerate(token_slot_labels(offsets, tags, 2)):
+        for k, tag in enumerate(row):
+            if tag >= 0:
+                onehot[t, k, tag] = 1.0
+    slots = char_probs(onehot, offsets, 7, labels)
+    assert slots.argmax(axis=1).tolist() == tags  # 은 is O: the slots tell it from 신
+    first = char_probs(onehot[:, 0], offsets, 7, labels)  # the first-character labels cannot
+    assert first.argmax(axis=1).tolist() == [0, 1, 1, 1, 2, 2, 2]
+    # the last slot serves later characters; a B- inside a token stays B- (a new entity may start there)
+    wide = np.zeros((1, 2, 3))
+    wide[0, 0, 2], wide[0, 1, 0] = 1.0, 1.0
+    assert char_probs(wide, [(0, 3)], 3, labels).argmax(axis=1).tolist() == [2, 0, 0]
+
+
 def test_char_probs_checks_its_labels():
     with pytest.raises(ValueError, match="'O'"):
         char_probs(np.zeros((1, 2)), [(0, 1)], 1, ["B-PS", "I-PS"])
@@ -279,6 +308,22 @@ def test_e5_alignment_loses_little(dev, e5_oracle):
     pred, gold = np.concatenate(preds)[spaces], np.concatenate(golds)[spaces]
     assert sorted(NER_LABELS[i] for i in gold[pred != gold]) == ["B-LC", "B-QT"]
     assert np.sum(gold != LABEL_ID["O"]) > 2800  # spaces inside entities (I-), all right
+
+
+def test_e5_char_slots_lift_the_alignment_cap(dev, e5_tokenizer):
+    """Gold tags through 4 slots per token come back (almost) exactly: the cap of 92.29 is gone."""
+    encoded = e5_tokenizer(dev["sentence"].tolist(), return_offsets_mapping=True)
+    preds, golds = [], []
+    for sentence, tags, offsets in zip(dev["sentence"], dev["tags"], encoded["offset_mapping"]):
+        gold = np.array([LABEL_ID[tag] for tag in tags])
+        slots = token_slot_labels(offsets, gold, 4)
+        onehot = np.zeros((*slots.shape, len(NER_LABELS)))
+        t, k = np.nonzero(slots >= 0)
+        onehot[t, k, slots[t, k]] = 1.0
+        preds.append(char_probs(onehot, offsets, len(sentence), NER_LABELS).argmax(axis=1))
+        golds.append(gold)
+    scores = ner_metrics(preds, golds, list(NER_LABELS))
+    assert scores["entity_f1"] > 99.5, scores  # measured: 99.99 (2 slots 98.82, 3 slots 99.98)
 
 
 def test_e5_unknown_characters_get_their_tag(dev, e5_tokenizer, e5_oracle):

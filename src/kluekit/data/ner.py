@@ -218,12 +218,30 @@ def token_labels(offsets, char_tag_ids, ignore: int = -100) -> list[int]:
     return labels.tolist()
 
 
+def token_slot_labels(offsets, char_tag_ids, slots: int, ignore: int = -100) -> np.ndarray:
+    """Per-token, per-character training labels ``(T, slots)`` (``--char-slots``): slot ``k`` of a token holds the
+    tag id of its ``k``-th character, the last slot that of the character at ``slots - 1`` (later characters share
+    it, see :func:`char_probs`); ``ignore`` past a token's end and for tokens that cover no character."""
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    tag_ids = np.asarray(char_tag_ids, dtype=np.int64)
+    starts, ends = offsets[:, 0], np.minimum(offsets[:, 1], len(tag_ids))
+    if ((offsets[:, 1] > starts) & (starts >= len(tag_ids))).any():
+        raise ValueError(f"a token starts past the end of a {len(tag_ids)}-character sentence")
+    position = starts[:, None] + np.arange(slots)[None, :]
+    inside = position < ends[:, None]
+    labels = np.full((len(offsets), slots), ignore, dtype=np.int64)
+    labels[inside] = tag_ids[position[inside]]
+    return labels
+
+
 def char_probs(token_probs, offsets, n_chars: int, labels) -> np.ndarray:
     """Per-character class probabilities ``(n_chars, C)`` from per-token ones ``(T, C)`` of one sentence.
 
     A character covered by a token takes that token's probabilities (the first token, where several
     cover it), but past the token's first character each ``B-X`` mass moves to ``I-X``: inside a token
-    only the first character can begin an entity. A character no token covers (a space, a character the
+    only the first character can begin an entity. With per-character slots (``token_probs`` of shape
+    ``(T, P, C)``, ``--char-slots P``) the ``k``-th character of a token takes slot ``min(k, P - 1)`` as it is:
+    a token may end an entity and start the next, or hold a name's last syllable and the particle after it. A character no token covers (a space, a character the
     tokenizer's normaliser dropped, one cut off by truncation) continues whatever the next covered
     character continues: it gets that character's ``I-X`` probabilities and ``O`` for the rest (``O`` = 1
     when no covered character follows). ``labels`` must hold ``O`` and an ``I-X`` for every ``B-X``.
@@ -242,9 +260,10 @@ def char_probs(token_probs, offsets, n_chars: int, labels) -> np.ndarray:
 
     probs = np.asarray(token_probs, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    if probs.ndim != 2 or probs.shape[0] < len(offsets) or probs.shape[1] != len(labels):
-        raise ValueError(f"token_probs must be ({len(offsets)}, {len(labels)}) for {len(offsets)} offsets and "
-                         f"{len(labels)} labels (or have padding rows after them), got shape {probs.shape}")
+    if probs.ndim not in (2, 3) or probs.shape[0] < len(offsets) or probs.shape[-1] != len(labels):
+        raise ValueError(f"token_probs must be ({len(offsets)}, {len(labels)}) or ({len(offsets)}, slots, "
+                         f"{len(labels)}) for {len(offsets)} offsets and {len(labels)} labels (or have padding "
+                         f"rows after them), got shape {probs.shape}")
     starts, ends = offsets[:, 0], np.minimum(offsets[:, 1], n_chars)
     tokens = np.flatnonzero(ends > starts)
     lengths = ends[tokens] - starts[tokens]
@@ -257,10 +276,14 @@ def char_probs(token_probs, offsets, n_chars: int, labels) -> np.ndarray:
     first[covered] = starts[owner[covered]] == np.flatnonzero(covered)
 
     out = np.zeros((n_chars, len(labels)))
-    out[covered] = probs[owner[covered]]
-    rows = np.flatnonzero(covered & ~first)[:, None]
-    out[rows, inner] += out[rows, begin]
-    out[rows, begin] = 0.0
+    if probs.ndim == 3:  # per-character slots: the k-th character of its token reads slot min(k, P - 1)
+        slot = np.minimum(np.flatnonzero(covered) - starts[owner[covered]], probs.shape[1] - 1)
+        out[covered] = probs[owner[covered], slot]
+    else:
+        out[covered] = probs[owner[covered]]
+        rows = np.flatnonzero(covered & ~first)[:, None]
+        out[rows, inner] += out[rows, begin]
+        out[rows, begin] = 0.0
 
     position = np.where(covered, np.arange(n_chars), n_chars)
     following = np.minimum.accumulate(position[::-1])[::-1]  # the next covered character at or after each one
