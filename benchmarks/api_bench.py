@@ -3,6 +3,7 @@ encoding throughput, /search latency over a large corpus, /similarity under load
 
     python benchmarks/api_bench.py                                   # the full measurement (100k corpus)
     python benchmarks/api_bench.py --quick                           # a check that it runs (minutes; api_quick.json)
+    python benchmarks/api_bench.py --runtime onnx-int8 --name api    # kluekit serve --runtime onnx-int8
     python benchmarks/api_bench.py -- --batch-wait-ms 5             # extra 'kluekit serve' options after --
 
 1. Encoding: sentences/s of ``encode`` (batch 64) over a fixed set of KLUE-STS dev sentences, in this process.
@@ -110,10 +111,22 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values) * 1000, q)), 2)
 
 
-def measure_encoding(model_path: str, sentences: list[str], batch_size: int, repeats: int = 2) -> float:
-    from kluekit.embedding.encoding import encode, load_biencoder
+def load_encoder(model_path: str, runtime: str = "torch"):
+    """The bi-encoder as ``kluekit serve --runtime`` loads it."""
+    from kluekit.embedding.encoding import load_biencoder
 
-    model = load_biencoder(model_path)
+    if runtime == "torch":
+        return load_biencoder(model_path)
+    from kluekit.embedding.onnxencoder import OnnxSentenceEncoder
+
+    return OnnxSentenceEncoder(load_biencoder(model_path, device="cpu"), runtime)
+
+
+def measure_encoding(model_path: str, sentences: list[str], batch_size: int, runtime: str = "torch",
+                     repeats: int = 2) -> float:
+    from kluekit.embedding.encoding import encode
+
+    model = load_encoder(model_path, runtime)
     encode(model, sentences[:64])  # warm-up
     best = 0.0
     for _ in range(repeats):
@@ -313,6 +326,9 @@ def main() -> None:
     parser.add_argument("--encode-batch-size", type=int, default=8, help="bi-encoder batch size (also the server's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (and cores) of the server and encoder")
     parser.add_argument("--index", choices=["exact", "faiss"], default="exact")
+    parser.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                        help="kluekit serve --runtime (the plain server always runs sentence-transformers in torch); "
+                             "an ONNX runtime gets its own index, encoded by that runtime")
     parser.add_argument("--compare-unbatched", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure /similarity against a server without micro-batching")
     parser.add_argument("--upload-rows", type=int, default=9999, help="rows of the /similarity/csv upload")
@@ -331,7 +347,7 @@ def main() -> None:
         args.corpus_size, args.requests, args.search_queries = 2000, 200, 50
         args.upload_rows, args.small_requests, args.encode_sentences = 1000, 50, 200
         args.name = "api_quick" if args.name == "api" else args.name
-    extra = args.extra
+    extra = [*args.extra, *(["--runtime", args.runtime] if args.runtime != "torch" else [])]
     if args.omp_wait_policy != "default":  # read once, when OpenMP starts: set before torch is imported
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
 
@@ -349,6 +365,11 @@ def main() -> None:
                "encode_sentences": len(sentences), "encode_batch_size": args.encode_batch_size,
                "encode_sentences_per_s": measure_encoding(args.model, sentences, args.encode_batch_size)}
     print(f"encoding: {figures['encode_sentences_per_s']} sentences/s")
+    figures["runtime"] = args.runtime
+    if args.runtime != "torch":
+        figures[f"encode_sentences_per_s_{args.runtime}"] = measure_encoding(args.model, sentences,
+                                                                              args.encode_batch_size, args.runtime)
+        print(f"encoding with {args.runtime}: {figures[f'encode_sentences_per_s_{args.runtime}']} sentences/s")
 
     corpus, size, available = build_corpus(args.corpus_size)
     index_dir = CACHE / f"index-{size}-{args.index}-{Path(args.model).name}"
@@ -357,6 +378,13 @@ def main() -> None:
                 batch_size=args.encode_batch_size, progress=True)
     figures.update(corpus_size=size, corpus_unique_available=available, index=args.index,
                    index_build_or_load_s=round(time.perf_counter() - started, 1))
+    plain_index_dir = index_dir  # the plain server's corpus embeddings: sentence-transformers in torch
+    if args.runtime != "torch":  # kluekit's own, encoded by its runtime (the torch index stays for the plain one)
+        index_dir = CACHE / f"index-{size}-{args.index}-{Path(args.model).name}-{args.runtime}"
+        started = time.perf_counter()
+        build_index(load_encoder(args.model, args.runtime), str(corpus), kind=args.index, index_dir=str(index_dir),
+                    batch_size=args.encode_batch_size, progress=True)
+        figures[f"index_build_or_load_s_{args.runtime}"] = round(time.perf_counter() - started, 1)
 
     upload_texts = corpus.read_text(encoding="utf-8").splitlines()[:args.upload_rows]
     upload = upload_csv(upload_texts)
@@ -370,7 +398,7 @@ def main() -> None:
         port = free_port()
         plain = Server(args, port, [], "server-plain.log", command=[
             sys.executable, str(ROOT / "benchmarks/plain_st_server.py"), "--model", args.model, "--port", str(port),
-            "--threads", str(args.threads), "--index-dir", str(index_dir)])
+            "--threads", str(args.threads), "--index-dir", str(plain_index_dir)])
     plain_figures = {}
     try:
         health = server.wait_ready(timeout=1800)

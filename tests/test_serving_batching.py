@@ -168,6 +168,30 @@ def test_small_requests_are_served_between_the_chunks_of_a_large_one():
     assert all(len(call) <= 2 for call in between), [len(c) for c in between]  # a quarter while they keep coming
 
 
+def test_while_small_requests_come_a_chunk_holds_at_most_min_chunk_tokens():
+    model = FakeModel(delay=0.002)
+    big = [text(i, 40) for i in range(120)]  # 40 tokens each (count_tokens=len): two would pass 64
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_texts=64, max_tokens=2048, max_wait_ms=0, count_tokens=len,
+                               min_chunk_tokens=64)
+        await batcher.start()
+        large = asyncio.create_task(batcher.encode(big, chunk=16))
+        await asyncio.sleep(0.01)
+        for i in range(5):
+            await batcher.encode([text(90000 + i, 3)])
+        rows = await large
+        await batcher.close()
+        return rows
+
+    rows = run(scenario())
+    assert rows[:, 0].tolist() == list(range(120))
+    small_calls = [n for n, call in enumerate(model.calls) if call[0].startswith("9")]
+    between = model.calls[small_calls[0] + 1:small_calls[-1]]
+    assert between and all(len(call) == 1 for call in between), [len(c) for c in between]
+    assert len(model.calls[0]) == 16  # full chunks before the first small request
+
+
 def test_two_large_requests_take_turns_and_run_calls_go_first():
     model = FakeModel(delay=0.002)
 

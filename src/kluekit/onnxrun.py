@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -218,6 +219,8 @@ class OnnxModel:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # as torch's OpenMP threads: no spinning
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path, self.output = Path(path), output
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -19,7 +19,9 @@ served, merged up to the budget) and one chunk of each large request (round-robi
 request is large when it gives ``chunk`` or is over the budget by itself; its texts are sorted by length
 before chunking (less padding), and its rows come back in its own order. While small requests keep coming
 (one in the last ``active_window_s``), large requests are cut in chunks of ``min_chunk`` texts (default: a
-quarter of ``chunk``), so a small request waits for less model work; once they stop, full chunks again.
+quarter of ``chunk``) and at most ``min_chunk_tokens`` tokens (one text at least), so a small request waits for
+about one small request's model work, even at the long end of a length-sorted upload; once they stop, full
+chunks again.
 
 If a merged call fails, each request of it is retried alone, so an error reaches only the request that
 caused it. A request whose caller stopped waiting (timeout, client gone) is dropped from the queue.
@@ -136,11 +138,12 @@ class MicroBatcher:
 
     def __init__(self, fn: Callable[[list], np.ndarray | list], max_texts: int = 64, max_wait_ms: float = 2.0,
                  max_tokens: int | None = None, count_tokens: Callable[..., int] = estimate_tokens,
-                 max_queue: int = 0, min_chunk: int | None = None, active_window_s: float = 1.0,
-                 dedupe: bool = True, name: str = "model"):
+                 max_queue: int = 0, min_chunk: int | None = None, min_chunk_tokens: int = 64,
+                 active_window_s: float = 1.0, dedupe: bool = True, name: str = "model"):
         self.fn, self.max_texts, self.max_wait = fn, max_texts, max_wait_ms / 1000
         self.max_tokens, self.count_tokens, self.max_queue = max_tokens or float("inf"), count_tokens, max_queue
-        self.min_chunk, self.active_window, self.dedupe, self.name = min_chunk, active_window_s, dedupe, name
+        self.min_chunk, self.min_chunk_tokens, self.active_window = min_chunk, min_chunk_tokens, active_window_s
+        self.dedupe, self.name = dedupe, name
         self._last_small = float("-inf")
         self.stats = BatchStats()
         self._small: deque[_Job] = deque()
@@ -228,14 +231,15 @@ class MicroBatcher:
 
     def _cut(self, job: _Job) -> np.ndarray:
         """The next chunk of a large request (positions in its texts): in length order, at most its chunk size
-        (``min_chunk`` while small requests keep coming), ``max_texts`` and the token budget."""
-        chunk = job.chunk
+        (``min_chunk`` and ``min_chunk_tokens`` while small requests keep coming), ``max_texts`` and the token
+        budget."""
+        chunk, budget = job.chunk, self.max_tokens
         if time.monotonic() - self._last_small < self.active_window:
-            chunk = self.min_chunk or max(1, chunk // 4)
+            chunk, budget = self.min_chunk or max(1, chunk // 4), min(budget, self.min_chunk_tokens)
         limit, start, end, size = min(chunk, self.max_texts), job.next, job.next, 0
         while end < len(job.order) and end - start < limit:
             tokens = job.tokens[job.order[end]]
-            if end > start and size + tokens > self.max_tokens:
+            if end > start and size + tokens > budget:
                 break
             size, end = size + tokens, end + 1
         job.next = end
