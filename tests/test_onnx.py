@@ -141,3 +141,20 @@ def test_serve_with_onnx_answers_as_with_torch(tiny_biencoder, sts_run, tmp_path
         assert np.abs(np.array([r[key] for r in answers["onnx-int8"]]) - torch_values).max() < 0.5, key
     assert [r["sentence1"] for r in answers["onnx"]] == [a for a, _ in PAIRS]
     assert sorted(p.name for p in (biencoder / "onnx").iterdir()) == ["encoder.int8.onnx", "encoder.onnx"]
+
+
+def test_onnx_threads_spin_only_when_openmp_may(sts_run, dev_slice, monkeypatch):
+    """Under OMP_WAIT_POLICY=PASSIVE (what kluekit serve's benchmark sets, so idle threads leave the cores to the
+    event loop) ONNX Runtime's threads do not spin either; otherwise its default (spinning) stays."""
+    logits_of(sts_run, RunDir.open(sts_run).task().read(dev_slice).head(4), "onnx")  # exported (or reused)
+    path = sts_run / "onnx" / "model.onnx"
+
+    def spinning(policy):
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+        options = onnxrun.OnnxModel(path).session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning
+            return "default"
+
+    assert spinning("PASSIVE") == "0" and spinning("ACTIVE") == "default"
