@@ -119,6 +119,24 @@ def test_bad_combinations_and_missing_pieces_fail_in_one_line(sts_run, dev_slice
         Predictor(sts_run, runtime="onnx").load()
 
 
+def test_a_read_only_model_folder_is_left_alone(sts_run, dev_slice, tmp_path, monkeypatch):
+    """A model folder marked read-only (a shared model; even for root) gets its export in KLUEKIT_CACHE."""
+    copy = tmp_path / "shared-run"
+    shutil.copytree(sts_run, copy, ignore=shutil.ignore_patterns("onnx"))
+    monkeypatch.setenv("KLUEKIT_CACHE", str(tmp_path / "cache"))
+    copy.chmod(0o555)
+    try:
+        examples = RunDir.open(sts_run).task().read(dev_slice).head(8)
+        np.testing.assert_allclose(logits_of(copy, examples, "onnx-int8"), logits_of(sts_run, examples, "onnx-int8"),
+                                   atol=1e-5)
+        assert not (copy / "onnx").exists()
+        [folder] = (tmp_path / "cache" / "onnx").iterdir()
+        assert folder.name.startswith("shared-run-")
+        assert sorted(p.name for p in folder.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    finally:
+        copy.chmod(0o755)
+
+
 def test_serve_with_onnx_answers_as_with_torch(tiny_biencoder, sts_run, tmp_path):
     biencoder = tmp_path / "biencoder"  # a copy: the export is written next to the model
     shutil.copytree(tiny_biencoder, biencoder)

@@ -78,20 +78,43 @@ def _write_atomic(path: Path, write) -> None:
         write(tmp)
 
 
+def writable(folder: Path) -> bool:
+    """Whether ``folder`` may be written: the process may (``os.access``) and its mode lets someone (a folder
+    marked read-only, e.g. a shared model, stays untouched even for root, whom ``os.access`` always lets)."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+
+
+def export_folder(model_dir: Path) -> Path:
+    """Where a model's ONNX export is kept: ``<model_dir>/onnx`` when the model's folder is writable, else
+    ``$KLUEKIT_CACHE/onnx/<name>-<hash of its path>`` (default ``~/.cache/kluekit``)."""
+    if writable(model_dir):
+        return model_dir / CACHE_DIR
+    import hashlib
+
+    root = Path(os.environ.get("KLUEKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "kluekit")
+    key = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
+    return root / CACHE_DIR / f"{model_dir.resolve().name}-{key}"
+
+
 def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
-    """``<model_dir>/onnx/<stem>.onnx`` (``<stem>.int8.onnx`` for onnx-int8), made now unless a copy newer
-    than the weights is there; ``export(path)`` writes the fp32 graph."""
+    """``<model_dir>/onnx/<stem>.onnx`` (``<stem>.int8.onnx`` for onnx-int8; in a user cache when the model's
+    folder is read-only, see :func:`export_folder`), made now unless a copy newer than the weights is there;
+    ``export(path)`` writes the fp32 graph."""
     model_dir = Path(model_dir)
     require_onnxruntime()
     weights_time = newest_weights(model_dir)
-    folder = model_dir / CACHE_DIR
+    wanted_name = f"{stem}.int8.onnx" if runtime == "onnx-int8" else f"{stem}.onnx"
+    if fresh(model_dir / CACHE_DIR / wanted_name, weights_time):  # shipped with the model, or made before
+        return model_dir / CACHE_DIR / wanted_name
+    folder = export_folder(model_dir)
     fp32, int8 = folder / f"{stem}.onnx", folder / f"{stem}.int8.onnx"
     wanted = int8 if runtime == "onnx-int8" else fp32
     if fresh(wanted, weights_time):
         return wanted
     require_onnxruntime(export=True)
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         if not fresh(fp32, weights_time):
             started = time.perf_counter()
             log.info("exporting %s to ONNX (once; kept in %s)", model_dir, folder)
@@ -109,8 +132,8 @@ def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
             log.info("quantized to int8 in %.1fs", time.perf_counter() - started)
     except OSError as error:
         raise KluekitError(f"--runtime {runtime}: cannot write the ONNX export into {folder} "
-                           f"({error.strerror or first_line(error)}); run it once where {model_dir} is writable, "
-                           "or use a writable copy of it") from None
+                           f"({error.strerror or first_line(error)}); make {model_dir} writable or set "
+                           "KLUEKIT_CACHE to a writable folder") from None
     return wanted
 
 
