@@ -6,7 +6,13 @@ levers competitors use, 3 seeds each.
     python benchmarks/quality.py --phase report --shared ../shared --quick --jobs 1   # a CPU smoke test
 
 Data (e5-small-ko): KorSTS train -> test (Pearson), KLUE-STS train -> dev (Pearson), NSMC's first 5,000 training
-reviews -> its 50,000 test reviews (accuracy).
+reviews -> its 50,000 test reviews (accuracy); with ``--datasets klue_ner``, KLUE-NER's first 5,000 training
+sentences -> its dev set (entity F1; no Trainer recipe), e.g. to choose ``--char-slots``::
+
+    python benchmarks/quality.py --phase select --datasets klue_ner --variants defaults char_slots_2 char_slots_4 \
+        --name quality_select_ner --jobs 6
+    python benchmarks/quality.py --phase report --datasets klue_ner --recipes defaults char_slots_4 \
+        --name quality_ner --jobs 6
 - ``select`` never reads a test or dev file: each variant trains with ``--dev-split 0.1`` (the same held-out 10%
   of the training file for a seed) on KLUE-STS and NSMC, and is scored on that split after its last epoch (no
   epoch picked). Variants: the defaults, the default choices that may cost quality (fp32, no length grouping, no
@@ -43,8 +49,13 @@ DATASETS = {
                      options=[], metric="pearson", trainer_epochs=4),
     "nsmc": dict(task="classify", train="nsmc/ratings_train_first5000.txt", test="nsmc/ratings_test.txt",
                  options=["--preset", "nsmc"], metric="accuracy", trainer_epochs=3),
+    # KLUE-NER's first 5,000 training sentences -> its dev set (entity F1); classify_ner.py's options; no Trainer
+    "klue_ner": dict(task="ner", train="klue_ner/klue-ner-v1.1_train_first5000.tsv", test="klue_ner/klue-ner-v1.1_dev.tsv",
+                     options=["--epochs", "15", "--learning-rate", "1e-4", "--max-length", "128"], metric="entity_f1",
+                     trainer_epochs=None),
 }
 SELECT_ON = ("klue_sts", "nsmc")
+REPORT_ON = ("korsts", "klue_sts", "nsmc")
 VARIANTS = {  # name: (kluekit train options, the task it applies to or None for every task)
     "defaults": ([], None),
     "fp32": (["--precision", "fp32"], None),
@@ -57,6 +68,8 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "rdrop_1": (["--rdrop", "1.0"], None),
     "label_smoothing_0.1": (["--label-smoothing", "0.1"], "classify"),
     "swap_augment": (["--swap-augment"], "sts"),
+    "char_slots_2": (["--char-slots", "2"], "ner"),
+    "char_slots_4": (["--char-slots", "4"], "ner"),
 }
 TRAINER_MAX_LENGTH = 128
 
@@ -165,7 +178,11 @@ def files(shared: Path, work: Path, quick: bool) -> dict:
         if quick:
             for part, rows in (("train", 96), ("test", 64)):
                 source = Path(out[name][part])
-                if source.suffix == ".json":  # KLUE-STS dev: a JSON list
+                if data["task"] == "ner":  # KLUE-NER: sentences are blocks between blank lines
+                    target = work / f"{name}-{part}.tsv"
+                    blocks = source.read_text(encoding="utf-8").split("\n\n")
+                    target.write_text("\n\n".join(blocks[:rows]) + "\n\n", encoding="utf-8")
+                elif source.suffix == ".json":  # KLUE-STS dev: a JSON list
                     target = work / f"{name}-{part}.json"
                     target.write_text(json.dumps(json.loads(source.read_text(encoding="utf-8"))[:rows], ensure_ascii=False))
                 else:
@@ -198,7 +215,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: <shared>/models/e5-small-ko")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one GPU holds several small ones)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="select: which variants")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="select: which variants")
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS),
+                        help=f"data sets (default: {' '.join(SELECT_ON)} to select, {' '.join(REPORT_ON)} to report)")
+    parser.add_argument("--recipes", nargs="+", help="report: what to train (default: defaults trainer and "
+                                                     "competition when shipped; also any --variants name)")
+    parser.add_argument("--name", help="results file name (default: quality_select / quality)")
     parser.add_argument("--write-recipe", action="store_true", help="select: write the helping levers as "
                                                                     "src/kluekit/recipes/competition.yaml")
     parser.add_argument("--speed", action="store_true",
@@ -224,45 +247,65 @@ def main() -> None:
 
     started = time.perf_counter()
     if args.phase == "select":
-        jobs = [job(dataset, name, seed, VARIANTS[name][0]) for dataset in SELECT_ON for name in args.variants
+        datasets = args.datasets or SELECT_ON
+        jobs = [job(dataset, name, seed, VARIANTS[name][0]) for dataset in datasets for name in args.variants
                 if VARIANTS[name][1] in (None, DATASETS[dataset]["task"]) for seed in args.seeds]
         done = run_jobs(jobs, args.jobs)
         figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
                    "model": Path(model).name, **summary(done, "split")}
-        helping = select_levers(figures)
+        helping = select_levers(figures, datasets)
         figures["helping"] = " ".join(helping) or "none"
         if args.write_recipe:
-            write_recipe(helping, figures)
+            write_recipe(helping, figures, datasets)
         figures["wall_s"] = round(time.perf_counter() - started, 1)
-        return write_results("quality.py", "quality_select" if not args.quick else "quality_select_quick", figures)
+        return write_results("quality.py", results_name(args, "quality_select"), figures)
     from kluekit.recipes import recipe_names
 
-    recipes = {"defaults": [], "trainer": []}
-    if "competition" in recipe_names():
-        recipes["competition"] = ["--recipe", "competition"]
-    jobs = [job(dataset, recipe, seed, options) for dataset in DATASETS for recipe, options in recipes.items()
-            for seed in args.seeds]
+    datasets = args.datasets or REPORT_ON
+    names = args.recipes or ["defaults", "trainer", *(["competition"] if "competition" in recipe_names() else [])]
+    unknown = [n for n in names if n not in ("trainer", "competition") and n not in VARIANTS]
+    if unknown:
+        parser.error(f"--recipes: unknown {' '.join(unknown)} (defaults, trainer, competition or a variant)")
+    recipes = {name: ["--recipe", "competition"] if name == "competition" else [] if name == "trainer"
+               else VARIANTS[name][0] for name in names}
+
+    def applies(dataset, recipe):
+        if recipe == "trainer":
+            return DATASETS[dataset]["trainer_epochs"] is not None
+        return recipe == "competition" or VARIANTS[recipe][1] in (None, DATASETS[dataset]["task"])
+
+    jobs = [job(dataset, recipe, seed, options) for dataset in datasets for recipe, options in recipes.items()
+            if applies(dataset, recipe) for seed in args.seeds]
     done = run_jobs(jobs, args.jobs)
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
-    if args.speed:  # one run of each recipe alone on the device, for the seconds
-        alone = [d for j in [job(dataset, recipe, args.seeds[0], recipes[recipe], "-alone") for dataset in DATASETS
-                             for recipe in ("defaults", "trainer")] for d in run_jobs([j], 1)]
-        for d in alone:
+    if args.speed:  # one run of each recipe (but the competition one) alone on the device, for the seconds
+        timed = [job(dataset, recipe, args.seeds[0], recipes[recipe], "-alone") for dataset in datasets
+                 for recipe in recipes if recipe != "competition" and applies(dataset, recipe)]
+        for d in [d for j in timed for d in run_jobs([j], 1)]:
             figures[f"{d['dataset']}_{d['recipe']}_alone_train_seconds"] = round(d["train_seconds"], 2)
-        for dataset in DATASETS:
-            figures[f"{dataset}_speedup_vs_trainer"] = round(figures[f"{dataset}_trainer_alone_train_seconds"] /
-                                                             figures[f"{dataset}_defaults_alone_train_seconds"], 2)
+        for dataset in datasets:
+            trainer = figures.get(f"{dataset}_trainer_alone_train_seconds")
+            for recipe in recipes:
+                seconds = figures.get(f"{dataset}_{recipe}_alone_train_seconds")
+                if trainer and seconds and recipe != "trainer":
+                    key = f"{dataset}_speedup_vs_trainer" if recipe == "defaults" else \
+                        f"{dataset}_{recipe}_speedup_vs_trainer"
+                    figures[key] = round(trainer / seconds, 2)
     headline(figures)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
-    write_results("quality.py", "quality" if not args.quick else "quality_quick", figures)
+    write_results("quality.py", results_name(args, "quality"), figures)
 
 
-def select_levers(figures: dict) -> list[str]:
+def results_name(args, default: str) -> str:
+    return args.name or (f"{default}_quick" if args.quick else default)
+
+
+def select_levers(figures: dict, datasets=SELECT_ON) -> list[str]:
     """The variants whose mean beats the defaults' on every selection data set they ran on."""
     helping = []
     for name in VARIANTS:
-        gains = [figures[f"{d}_split_{name}_mean"] - figures[f"{d}_split_defaults_mean"] for d in SELECT_ON
+        gains = [figures[f"{d}_split_{name}_mean"] - figures[f"{d}_split_defaults_mean"] for d in datasets
                  if f"{d}_split_{name}_mean" in figures and name != "defaults"]
         if gains:
             figures[f"gain_{name}"] = " ".join(f"{g:+.2f}" for g in gains)
@@ -271,7 +314,7 @@ def select_levers(figures: dict) -> list[str]:
     return helping
 
 
-def write_recipe(helping: list[str], figures: dict) -> None:
+def write_recipe(helping: list[str], figures: dict, datasets=SELECT_ON) -> None:
     """``src/kluekit/recipes/competition.yaml`` from the helping variants, each under the tasks it was measured on
     (a lever for every task goes to every selection task), with its measured gains as a comment."""
     tasks, notes = {}, []
@@ -287,9 +330,9 @@ def write_recipe(helping: list[str], figures: dict) -> None:
                     values[flag.replace("-", "_")] = True
             else:
                 values[flag.replace("-", "_")] = yaml_value(item)
-        for measured in [task] if task else sorted({DATASETS[d]["task"] for d in SELECT_ON}):
+        for measured in [task] if task else sorted({DATASETS[d]["task"] for d in datasets}):
             tasks.setdefault(measured, {}).update(values)
-        ran_on = [d for d in SELECT_ON if f"{d}_split_{name}_mean" in figures]
+        ran_on = [d for d in datasets if f"{d}_split_{name}_mean" in figures]
         notes.append(f"# {name}: split gain {figures[f'gain_{name}']} on {' / '.join(ran_on)} (3 seeds)")
     lines = ["# The competition recipe: the levers that beat kluekit's defaults on 10% splits of the KLUE-STS and",
              "# NSMC training files (benchmarks/quality.py --phase select; quality_select.json), for the tasks they",
