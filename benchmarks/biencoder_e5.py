@@ -6,6 +6,8 @@
     python benchmarks/biencoder_e5.py --name biencoder_lr2e-5 -- --learning-rate 2e-5   # a variant
     python benchmarks/biencoder_e5.py --shared .carry --nli         # NLI stage first (results: biencoder_nli.json)
     python benchmarks/biencoder_e5.py --nli --limit 120 -- --epochs 1 --nli-epochs 1   # its quick check on CPU
+    python benchmarks/biencoder_e5.py --shared .carry --augment 40000   # Augmented SBERT (biencoder_augsbert.json)
+    python benchmarks/biencoder_e5.py --augment 300 --limit 100 --cross-epochs 1 -- --epochs 1   # its CPU check
 
 Zero-shot: cosine of mean-pooled embeddings, with and without e5's "query: " prefix. Fine-tuned: runs
 ``kluekit train biencoder`` as a user would (through the CLI entry point), keeping the best epoch by Spearman
@@ -16,6 +18,13 @@ the saved run on KLUE-STS dev (Pearson/Spearman) and KorSTS test (Spearman). Fig
 With ``--nli``, the training first runs the NLI stage (``--nli`` of ``kluekit train biencoder``) on KLUE-NLI dev
 + KorNLI's XNLI dev and test (3,500 (premise, entailment, contradiction) triplets; the only Korean NLI data
 here: XNLI test is training data for this purpose since only STS is evaluated), then the same STS recipe.
+
+With ``--augment N`` (Augmented SBERT, in-domain, as sentence-transformers documents it): a cross-encoder is
+trained first on the same gold pairs (``kluekit train sts --recipe competition``, best epoch on KLUE-STS dev);
+N new pairs are drawn from the training files' own sentences by semantic-search sampling (each sentence with its
+nearest other sentences under the zero-shot bi-encoder with the "query: " prompt, pairs already labelled left
+out), labelled by the cross-encoder (``kluekit predict sts``), and the bi-encoder trains on gold + silver pairs.
+KorSTS test stays unseen by every step.
 """
 
 from __future__ import annotations
@@ -55,6 +64,11 @@ def parse_args():
     parser.add_argument("--limit", type=int, default=0, help="use only the first N rows of every file (a quick check)")
     parser.add_argument("--nli", action="store_true", help="run the NLI stage before STS on KLUE-NLI dev + XNLI "
                                                            "dev/test (results name: biencoder_nli unless --name)")
+    parser.add_argument("--augment", type=int, default=0, help="Augmented SBERT: this many silver pairs labelled by "
+                                                               "a cross-encoder (results name: biencoder_augsbert)")
+    parser.add_argument("--neighbours", type=int, default=3, help="--augment: nearest sentences paired with each")
+    parser.add_argument("--cross-epochs", type=float, default=0, help="--augment: the cross-encoder's epochs "
+                                                                      "(0: kluekit's default)")
     parser.set_defaults(model=None, train=None, dev=None)  # filled in from --shared below
     args = parser.parse_args()
     root = Path(args.shared) if args.shared else SHARED
@@ -63,7 +77,8 @@ def parse_args():
         setattr(args, key, getattr(args, key) or str(root / "data" / rel))
     args.nli_files = {key: str(root / "data" / rel) for key, rel in NLI_FILES.items()} if args.nli else {}
     if args.name == "biencoder":  # a variant never overwrites the recipe's results unless --name says so
-        args.name += ("_nli" if args.nli else "") + (f"_limit{args.limit}" if args.limit else "")
+        args.name += ("_nli" if args.nli else "") + ("_augsbert" if args.augment else "") + \
+            (f"_limit{args.limit}" if args.limit else "")
     return args
 
 
@@ -89,6 +104,48 @@ def limited_nli(path: str, limit: int, folder: Path) -> str:
     read_nli(path).head(limit).rename(columns={"label": "gold_label"})[["premise", "hypothesis", "gold_label"]].to_csv(
         out, index=False)
     return str(out)
+
+
+def silver_pairs(args, train_files: list[str], dev: str, work: Path) -> dict:
+    """Augmented SBERT's silver data: a cross-encoder on the gold pairs labels ``--augment`` new pairs drawn by
+    semantic-search sampling from the training sentences; returns the silver CSV's path and figures."""
+    import numpy as np
+    import pandas as pd
+
+    from kluekit.data.sts import read_sts
+    from kluekit.embedding.encoding import encode, load_biencoder
+
+    cross = run(["train", "sts", "--model", args.model, "--train", *train_files, "--dev", dev, "--output-dir",
+                 str(work / "cross"), "--overwrite", "--recipe", "competition",
+                 *(["--epochs", str(args.cross_epochs)] if args.cross_epochs else [])])
+    gold = pd.concat([read_sts(path) for path in train_files])
+    sentences = list(dict.fromkeys(gold["sentence1"].tolist() + gold["sentence2"].tolist()))
+    vectors = encode(load_biencoder(args.model), [PREFIX + s for s in sentences], batch_size=128)
+    labelled = set(zip(gold["sentence1"], gold["sentence2"])) | set(zip(gold["sentence2"], gold["sentence1"]))
+    pairs, seen = [], set()
+    for start in range(0, len(sentences), 2048):  # nearest neighbours, a block of rows at a time
+        scores = vectors[start:start + 2048] @ vectors.T
+        np.fill_diagonal(scores[:, start:start + 2048], -np.inf)
+        nearest = np.argsort(-scores, axis=1)[:, :args.neighbours]
+        for row, neighbours in enumerate(nearest, start):
+            for other in neighbours:
+                key = (min(row, other), max(row, other))
+                pair = (sentences[key[0]], sentences[key[1]])
+                if key not in seen and pair not in labelled:
+                    seen.add(key)
+                    pairs.append(pair)
+    order = np.random.default_rng(0).permutation(len(pairs))[:args.augment]
+    unlabelled = pd.DataFrame([pairs[i] for i in order], columns=["sentence1", "sentence2"])
+    unlabelled.insert(0, "id", [f"silver-{i}" for i in range(len(unlabelled))])
+    unlabelled.to_csv(work / "silver_unlabelled.csv", index=False)
+    run(["predict", "sts", "--model", cross["run_dir"], "--input", str(work / "silver_unlabelled.csv"), "--output",
+         str(work / "silver_scores.csv")])
+    scores = pd.read_csv(work / "silver_scores.csv")
+    silver = unlabelled.merge(scores, on="id").rename(columns={"target": "label"})[["sentence1", "sentence2", "label"]]
+    silver.to_csv(work / "silver.csv", index=False)
+    return {"path": str(work / "silver.csv"), "augment_pairs": len(silver), "augment_candidates": len(pairs),
+            "augment_neighbours": args.neighbours, "augment_label_mean": round(float(silver["label"].mean()), 3),
+            "cross_encoder_klue_dev_pearson": round(cross["best"]["pearson"], 2)}
 
 
 def main() -> None:
@@ -124,6 +181,9 @@ def main() -> None:
         zero[variant] = score(task, *task.load_model(args.model, device))
 
     train_files = [paths["train"]] + ([] if args.no_korsts_train else [paths["korsts_train"]])
+    augmented = silver_pairs(args, train_files, paths["dev"], work) if args.augment else None
+    if augmented:
+        train_files.append(augmented["path"])
     nli_files = [limited_nli(path, args.limit, data) for path in args.nli_files.values()]
     nli = ["--nli", *nli_files, *NLI_RECIPE] if nli_files else []
     argv = ["train", "biencoder", "--model", args.model, "--train", *train_files,
@@ -159,6 +219,8 @@ def main() -> None:
         "train_seconds": round(result["train_seconds"], 1),
         "wall_s": round(wall, 1),
     }
+    if augmented:
+        figures.update({k: v for k, v in augmented.items() if k != "path"})
     if nli_files:
         info = json.loads((Path(result["run_dir"]) / "kluekit.json").read_text(encoding="utf-8"))
         figures.update({
