@@ -176,3 +176,22 @@ def test_onnx_threads_spin_only_when_openmp_may(sts_run, dev_slice, monkeypatch)
             return "default"
 
     assert spinning("PASSIVE") == "0" and spinning("ACTIVE") == "default"
+
+
+def test_each_model_may_have_its_own_runtime(tiny_biencoder, sts_run, tmp_path, capsys):
+    """--model-runtime NAME=RUNTIME: the task model in int8 beside the bi-encoder in torch; bad values are one line."""
+    biencoder = tmp_path / "biencoder"
+    shutil.copytree(tiny_biencoder, biencoder)
+    settings = ServeSettings(model=[str(biencoder), f"pairs={sts_run}"], model_runtime=["pairs=onnx-int8"],
+                             batch_wait_ms=0)
+    body = {"sentence1": PAIRS[0][0], "sentence2": PAIRS[0][1]}
+    with TestClient(create_app(settings)) as client:
+        runtimes = {m["name"]: m["runtime"] for m in client.get("/health").json()["models"]}
+        assert runtimes == {"biencoder": "torch", "pairs": "onnx-int8"}
+        assert client.post("/models/pairs/similarity", json=body).status_code == 200
+    assert not (biencoder / "onnx").exists()  # the bi-encoder ran in torch
+    for value, message in (("nope=onnx", "--model-runtime: no model is named 'nope'"),
+                           ("pairs=tensorrt", "--model-runtime: 'pairs=tensorrt' must be NAME=RUNTIME")):
+        assert cli.main(["serve", "--model", str(biencoder), f"pairs={sts_run}", "--model-runtime", value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

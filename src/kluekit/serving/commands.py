@@ -26,12 +26,14 @@ def check_inputs(settings: ServeSettings) -> None:
     from ..rundir import RunDir
     from ..onnxrun import check_runtime, require_onnxruntime
 
-    from .tasks import model_values, split_name
+    from .tasks import model_values, runtime_overrides, split_name
 
     for value in model_values(settings):
         check_model_path(split_name(value)[1])
-    check_runtime(settings.runtime)
-    if settings.runtime != "torch":
+    runtimes = {settings.runtime, *runtime_overrides(settings).values()}
+    for runtime in runtimes:
+        check_runtime(runtime)
+    if runtimes != {"torch"}:
         require_onnxruntime()
     if settings.corpus and not Path(settings.corpus).is_file():
         raise KluekitError(f"--corpus: no such file {settings.corpus!r}")

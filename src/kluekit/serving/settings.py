@@ -42,7 +42,10 @@ class ServeSettings:
     encode_batch_size: int = opt(0, "bi-encoder batch size inside one model call, texts sorted by length "
                                     "(0: 8 on CPU, where small batches waste less padding, 64 on GPU)", minimum=0)
     rerank_max_length: int = opt(0, "cross-encoder max tokens per pair (0: the run's own --max-length)", minimum=0)
-    runtime: str = opt("torch", "what runs the bi-encoder and the cross-encoder: " + RUNTIME_HELP, choices=RUNTIMES)
+    runtime: str = opt("torch", "what runs the models (every --model and the cross-encoder): " + RUNTIME_HELP,
+                       choices=RUNTIMES)
+    model_runtime: list[str] = opt([], "a model's own runtime, NAME=RUNTIME (NAME as --model names it; e.g. "
+                                       "topics=onnx-int8 beside --runtime torch); repeat for several")
     threads: int = opt(0, "CPU threads of torch and ONNX Runtime (0: torch's own choice)", minimum=0)
     max_context_chars: int = opt(5000, "longest accepted MRC context (POST /answer), in characters", minimum=1)
     max_items: int = opt(64, "most items in one request to a task model's route ({\"items\": [...]})", minimum=1)

@@ -41,6 +41,20 @@ def model_values(settings: ServeSettings) -> list[str]:
     return [settings.model] if isinstance(settings.model, str) else list(settings.model or [])
 
 
+def runtime_overrides(settings: ServeSettings) -> dict[str, str]:
+    """--model-runtime NAME=RUNTIME as {name: runtime}; a malformed value or an unknown runtime is a KluekitError."""
+    from ..config import RUNTIMES
+
+    values = [settings.model_runtime] if isinstance(settings.model_runtime, str) else list(settings.model_runtime or [])
+    overrides = {}
+    for value in values:
+        name, sep, runtime = value.partition("=")
+        if not sep or not NAME.fullmatch(name) or runtime not in RUNTIMES:
+            raise KluekitError(f"--model-runtime: {value!r} must be NAME=RUNTIME, RUNTIME one of {', '.join(RUNTIMES)}")
+        overrides[name] = runtime
+    return overrides
+
+
 def split_name(value: str) -> tuple[str, str]:
     """``NAME=RUN`` -> (NAME, RUN); ``RUN`` -> (its folder's name, RUN). An existing path is never split."""
     name, sep, path = value.partition("=")
@@ -80,9 +94,10 @@ def plan_models(settings: ServeSettings) -> ModelPlan:
     values = model_values(settings)
     if not values:
         raise KluekitError("--model is required: a bi-encoder directory or a 'kluekit train' run directory")
-    biencoder, tasks, names = None, [], {}
+    biencoder, tasks, names, overrides = None, [], {}, runtime_overrides(settings)
     for value in values:
         name, path = split_name(value)
+        runtime = overrides.get(name, settings.runtime)
         check_model_path(path)
         if name in names:
             raise KluekitError(f"--model: two models are named {name!r} ({names[name]}, {path}); "
@@ -90,15 +105,18 @@ def plan_models(settings: ServeSettings) -> ModelPlan:
         names[name] = path
         spec = None
         if (Path(path) / RUN_INFO).is_file():
-            predictor = Predictor(path, verb="serve", runtime=settings.runtime, batch_size=settings.encode_batch_size,
+            predictor = Predictor(path, verb="serve", runtime=runtime, batch_size=settings.encode_batch_size,
                                   progress=False)
             spec = predictor.task.serve_spec(serve_limits(settings))
         if spec is None:
             if biencoder is not None:
                 raise KluekitError(f"--model: {biencoder.model} and {path} are both bi-encoders; serve one of them")
-            biencoder = dataclasses.replace(settings, model=path)
+            biencoder = dataclasses.replace(settings, model=path, runtime=runtime)
             continue
         tasks.append(TaskModel(name, path, predictor, spec))
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise KluekitError(f"--model-runtime: no model is named {unknown[0]!r} (served: {', '.join(names)})")
     claimed = set(BIENCODER_PATHS) if biencoder is not None else {"/health"}
     if settings.qa_set:  # the QA set's /answer (serving/qa.py); an MRC model keeps /models/NAME/answer
         claimed.add("/answer")
@@ -120,7 +138,8 @@ class TaskService:
         self.model, self.settings = model, settings
         self.predictor, self.spec = model.predictor, model.spec
         self.tokens_per_char = 0.6  # until ``load`` measures the model's tokenizer
-        self.chunk_items = settings.upload_chunk_texts or encode_batch_size(settings)
+        self.chunk_items = settings.upload_chunk_texts or encode_batch_size(
+            dataclasses.replace(settings, runtime=model.predictor.runtime))
         self.batcher = MicroBatcher(self.predict_now, max_texts=settings.batch_max_texts,
                                     max_wait_ms=settings.batch_wait_ms, max_tokens=settings.batch_max_tokens,
                                     max_queue=settings.max_queue, count_tokens=self.count_tokens, dedupe=False,
