@@ -114,26 +114,24 @@ def silver_pairs(args, train_files: list[str], dev: str, work: Path) -> dict:
 
     from kluekit.data.sts import read_sts
     from kluekit.embedding.encoding import encode, load_biencoder
+    from kluekit.embedding.index import exact_search
 
     cross = run(["train", "sts", "--model", args.model, "--train", *train_files, "--dev", dev, "--output-dir",
                  str(work / "cross"), "--overwrite", "--recipe", "competition",
                  *(["--epochs", str(args.cross_epochs)] if args.cross_epochs else [])])
     gold = pd.concat([read_sts(path) for path in train_files])
     sentences = list(dict.fromkeys(gold["sentence1"].tolist() + gold["sentence2"].tolist()))
-    vectors = encode(load_biencoder(args.model), [PREFIX + s for s in sentences], batch_size=128)
+    vectors = encode(load_biencoder(args.model), sentences, batch_size=128, prompt=PREFIX)
+    _, nearest = exact_search(vectors, vectors, args.neighbours + 1)  # each sentence's own row among them
     labelled = set(zip(gold["sentence1"], gold["sentence2"])) | set(zip(gold["sentence2"], gold["sentence1"]))
     pairs, seen = [], set()
-    for start in range(0, len(sentences), 2048):  # nearest neighbours, a block of rows at a time
-        scores = vectors[start:start + 2048] @ vectors.T
-        np.fill_diagonal(scores[:, start:start + 2048], -np.inf)
-        nearest = np.argsort(-scores, axis=1)[:, :args.neighbours]
-        for row, neighbours in enumerate(nearest, start):
-            for other in neighbours:
-                key = (min(row, other), max(row, other))
-                pair = (sentences[key[0]], sentences[key[1]])
-                if key not in seen and pair not in labelled:
-                    seen.add(key)
-                    pairs.append(pair)
+    for row, neighbours in enumerate(nearest):
+        for other in [n for n in neighbours if n != row][:args.neighbours]:
+            key = (min(row, other), max(row, other))
+            pair = (sentences[key[0]], sentences[key[1]])
+            if key not in seen and pair not in labelled:
+                seen.add(key)
+                pairs.append(pair)
     order = np.random.default_rng(0).permutation(len(pairs))[:args.augment]
     unlabelled = pd.DataFrame([pairs[i] for i in order], columns=["sentence1", "sentence2"])
     unlabelled.insert(0, "id", [f"silver-{i}" for i in range(len(unlabelled))])

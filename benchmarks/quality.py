@@ -256,7 +256,7 @@ def main() -> None:
     if args.phase == "select":
         datasets = args.datasets or SELECT_ON
         jobs = [job(dataset, name, seed, VARIANTS[name][0]) for dataset in datasets for name in args.variants
-                if VARIANTS[name][1] in (None, DATASETS[dataset]["task"]) for seed in args.seeds]
+                if applies(dataset, name) for seed in args.seeds]
         done = run_jobs(jobs, args.jobs)
         figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
                    "model": Path(model).name, **summary(done, "split")}
@@ -275,11 +275,6 @@ def main() -> None:
         parser.error(f"--recipes: unknown {' '.join(unknown)} (defaults, trainer, competition or a variant)")
     recipes = {name: ["--recipe", "competition"] if name == "competition" else [] if name == "trainer"
                else VARIANTS[name][0] for name in names}
-
-    def applies(dataset, recipe):
-        if recipe == "trainer":
-            return DATASETS[dataset]["trainer_epochs"] is not None
-        return recipe == "competition" or VARIANTS[recipe][1] in (None, DATASETS[dataset]["task"])
 
     jobs = [job(dataset, recipe, seed, options) for dataset in datasets for recipe, options in recipes.items()
             if applies(dataset, recipe) for seed in args.seeds]
@@ -302,6 +297,14 @@ def main() -> None:
     headline(figures)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     write_results("quality.py", results_name(args, "quality"), figures)
+
+
+def applies(dataset: str, recipe: str) -> bool:
+    """Whether ``recipe`` (a variant, ``trainer`` or ``competition``) runs on ``dataset``: a variant on the tasks it
+    is for, the Trainer where the data set has a Trainer recipe."""
+    if recipe == "trainer":
+        return DATASETS[dataset]["trainer_epochs"] is not None
+    return recipe == "competition" or VARIANTS[recipe][1] in (None, DATASETS[dataset]["task"])
 
 
 def results_name(args, default: str) -> str:

@@ -104,12 +104,11 @@ def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
     model_dir = Path(model_dir)
     require_onnxruntime()
     weights_time = newest_weights(model_dir)
-    wanted_name = f"{stem}.int8.onnx" if runtime == "onnx-int8" else f"{stem}.onnx"
-    if fresh(model_dir / CACHE_DIR / wanted_name, weights_time):  # shipped with the model, or made before
-        return model_dir / CACHE_DIR / wanted_name
+    name = f"{stem}.int8.onnx" if runtime == "onnx-int8" else f"{stem}.onnx"
+    if fresh(model_dir / CACHE_DIR / name, weights_time):  # shipped with the model, or made before
+        return model_dir / CACHE_DIR / name
     folder = export_folder(model_dir)
-    fp32, int8 = folder / f"{stem}.onnx", folder / f"{stem}.int8.onnx"
-    wanted = int8 if runtime == "onnx-int8" else fp32
+    fp32, wanted = folder / f"{stem}.onnx", folder / name
     if fresh(wanted, weights_time):
         return wanted
     require_onnxruntime(export=True)
@@ -126,9 +125,9 @@ def cached_onnx(model_dir, stem: str, runtime: str, export) -> Path:
                 raise KluekitError(f"--runtime {runtime}: exporting {model_dir} to ONNX failed "
                                    f"({type(error).__name__}: {first_line(error)}); use --runtime torch") from None
             log.info("exported in %.1fs", time.perf_counter() - started)
-        if wanted is int8:
+        if wanted != fp32:
             started = time.perf_counter()
-            _write_atomic(int8, lambda tmp: quantize(fp32, tmp))
+            _write_atomic(wanted, lambda tmp: quantize(fp32, tmp))
             log.info("quantized to int8 in %.1fs", time.perf_counter() - started)
     except OSError as error:
         raise KluekitError(f"--runtime {runtime}: cannot write the ONNX export into {folder} "

@@ -241,7 +241,8 @@ def char_probs(token_probs, offsets, n_chars: int, labels) -> np.ndarray:
     cover it), but past the token's first character each ``B-X`` mass moves to ``I-X``: inside a token
     only the first character can begin an entity. With per-character slots (``token_probs`` of shape
     ``(T, P, C)``, ``--char-slots P``) the ``k``-th character of a token takes slot ``min(k, P - 1)`` as it is:
-    a token may end an entity and start the next, or hold a name's last syllable and the particle after it. A character no token covers (a space, a character the
+    a token may end an entity and start the next, or hold a name's last syllable and the particle after it.
+    A character no token covers (a space, a character the
     tokenizer's normaliser dropped, one cut off by truncation) continues whatever the next covered
     character continues: it gets that character's ``I-X`` probabilities and ``O`` for the rest (``O`` = 1
     when no covered character follows). ``labels`` must hold ``O`` and an ``I-X`` for every ``B-X``.

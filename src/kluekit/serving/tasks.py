@@ -36,18 +36,22 @@ def serve_limits(settings: ServeSettings):
     return ServeLimits(max_text_chars=settings.max_text_chars, max_context_chars=settings.max_context_chars)
 
 
+def as_list(value) -> list[str]:
+    """A list option's values (``ServeSettings(model="dir")`` from Python gives one string)."""
+    return [value] if isinstance(value, str) else list(value or [])
+
+
 def model_values(settings: ServeSettings) -> list[str]:
-    """--model as a list (``ServeSettings(model="dir")`` from Python gives one string)."""
-    return [settings.model] if isinstance(settings.model, str) else list(settings.model or [])
+    """--model as a list."""
+    return as_list(settings.model)
 
 
 def runtime_overrides(settings: ServeSettings) -> dict[str, str]:
     """--model-runtime NAME=RUNTIME as {name: runtime}; a malformed value or an unknown runtime is a KluekitError."""
     from ..config import RUNTIMES
 
-    values = [settings.model_runtime] if isinstance(settings.model_runtime, str) else list(settings.model_runtime or [])
     overrides = {}
-    for value in values:
+    for value in as_list(settings.model_runtime):
         name, sep, runtime = value.partition("=")
         if not sep or not NAME.fullmatch(name) or runtime not in RUNTIMES:
             raise KluekitError(f"--model-runtime: {value!r} must be NAME=RUNTIME, RUNTIME one of {', '.join(RUNTIMES)}")

@@ -9,8 +9,9 @@ token does, so every input character, [UNK] ones included, gets exactly one tag.
 ``--char-slots P`` gives each token P tag predictions, one per character (the last shared by its later
 characters): a token that joins a name's last syllable with its particle ("신은") can tag them apart, which
 the first-character labels cannot (they cap entity F1 on KLUE-NER well below 100 even with gold tags). The head
-is a token-classification head of P x tags outputs, so such runs save, load, export and serve as any other. Scores (KLUE): entity-level
-macro F1 (strict IOB2 spans) and character-level macro F1 without O, x100.
+is a token-classification head of P x tags outputs, so such runs save, load, export and serve as any other.
+
+Scores (KLUE): entity-level macro F1 (strict IOB2 spans) and character-level macro F1 without O, x100.
 """
 
 from __future__ import annotations
