@@ -73,8 +73,8 @@ class NERTask(Task):
         super().__init__(options, labels)
         if self.options.char_slots == 1:
             raise KluekitError("--char-slots 1 would tag every character of a token alike: use 0 (one tag per token, "
-                               "B- only on its first character) or 2 and more (4 covers 99.9% of e5-small-ko's "
-                               "KLUE-NER tokens)")
+                               "B- only on its first character) or 2 and more (gold tags through 4 slots give "
+                               "entity F1 99.99 on KLUE-NER dev with e5-small-ko, tests/test_ner_data.py)")
 
     def default_labels(self):
         return []  # the official tag set, or the training file's own (see ``fit``)
