@@ -92,12 +92,17 @@ class CLMTask(LanguageModelTask):
         return CausalCollator(tokenizer, pad_to_multiple_of)
 
     def forward(self, model, batch):
-        """Next-token logits of every position but the last (the labels are not given to the model: the
-        loss is the task's)."""
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        """Next-token logits of every position (the labels are not given to the model: the loss is the task's).
+
+        No attention mask: batches are padded on the right, so under causal attention no real token sees
+        padding, and padding predicts nothing (label -100). Without a mask SDPA takes its causal flash kernel;
+        with one (even of all ones) transformers builds a 4-D mask whenever the step is compiled or captured
+        in a CUDA graph, and attention falls back to a slower kernel."""
+        return model(input_ids=batch["input_ids"]).logits
 
     def token_labels(self, batch):
-        return batch["labels"][:, 1:].reshape(-1)
+        """Each position's next token: the labels shifted left, -100 at the last position."""
+        return F.pad(batch["labels"][:, 1:], (0, 1), value=-100).reshape(-1)
 
     def token_losses(self, outputs, batch) -> torch.Tensor:
         """Cross-entropy of each position's next token (0 where it is padding or not predicted)."""
@@ -106,4 +111,4 @@ class CLMTask(LanguageModelTask):
 
     def rows_of(self, batch):
         rows, length = batch["labels"].shape
-        return torch.arange(rows, device=batch["labels"].device).repeat_interleave(length - 1)
+        return torch.arange(rows, device=batch["labels"].device).repeat_interleave(length)
