@@ -169,3 +169,15 @@ def test_the_worked_example_task_of_the_architecture_page_works_through_the_cli(
                      "--output", str(tmp_path / "out.csv")]) == 0
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["id", "score"] and len(out) == 100 and out["score"].between(0, 1).all()
+
+
+def test_patience_stops_training_once_the_dev_score_stops_improving(tmp_path):
+    run, _ = trainer(tmp_path / "run", patience=2)
+    scores = iter([10.0, 30.0, 20.0, 25.0, 90.0])  # best at the 2nd evaluation, two worse ones after it
+    run.evaluator = lambda model: ({"exact": next(scores)}, None)
+    run.evaluator.primary, run.evaluator.greater_is_better = "exact", True
+    record = run.fit()
+    assert [h["step"] for h in record["history"]] == [10, 20, 30, 40]
+    assert record["steps"] == 40 and record["stopped_early"] and record["best_step"] == 20
+    off, _ = trainer(tmp_path / "off")
+    assert not off.fit()["stopped_early"]

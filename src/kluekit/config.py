@@ -92,6 +92,8 @@ class TrainConfig:
                                "minute; a base-size masked LM trained 1.2x faster with it on an H200: "
                                "docs/pretraining.md)")
     eval_steps: int = opt(0, "evaluate (and checkpoint) every N optimizer steps; 0: every epoch", minimum=0)
+    patience: int = opt(0, "early stopping: end training once N evaluations in a row did not beat the best dev "
+                           "score (the best model is kept; 0: off)", minimum=0)
     resume: bool = opt(False, "continue a killed run from the last checkpoint in --output-dir")
     overwrite: bool = opt(False, "allow writing into a non-empty --output-dir")
     num_workers: int = opt(0, "DataLoader worker processes", minimum=0)

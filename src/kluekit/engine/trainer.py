@@ -154,7 +154,7 @@ class Trainer:
         """The epochs and steps of ``fit``."""
         cfg, acc, state = self.cfg, self.accelerator, self.state
         self.model.train()
-        while state["global_step"] < self.total_steps:
+        while state["global_step"] < self.total_steps and not state.get("stopped_early"):
             batches = self.data.plan(state["epoch"], acc.process_index, acc.num_processes)
             # a generator of its own: creating the iterator must not draw from torch's global one (dropout)
             loader = torch.utils.data.DataLoader(self.data.dataset, batch_sampler=batches[state["batch"]:],
@@ -182,6 +182,7 @@ class Trainer:
                         (epoch_done and not cfg.eval_steps):
                     state["train_seconds"] += self.elapsed(started)
                     self.evaluate(writer)
+                    at_end = at_end or self.out_of_patience()
                     if not at_end:
                         save_checkpoint(self.run_dir, self.parts(), state, acc.process_index, self.main,
                                         acc.wait_for_everyone)
@@ -189,6 +190,19 @@ class Trainer:
                 if at_end:
                     break
             state["train_seconds"] += self.elapsed(started)
+
+    def out_of_patience(self) -> bool:
+        """``--patience N``: True (and logged) once the last N evaluations all came after the best one."""
+        state, patience = self.state, self.cfg.patience
+        if not patience or self.evaluator is None or state["best_step"] is None:
+            return False
+        since = sum(entry["step"] > state["best_step"] for entry in state["history"])
+        if since < patience:
+            return False
+        log.info("%s: stopping early at step %d: %d evaluations without a better dev score than step %d's",
+                 self.stage, state["global_step"], since, state["best_step"])
+        state["stopped_early"] = True
+        return True
 
     def train_step(self, batch: dict, update: bool) -> torch.Tensor:
         """Forward, loss and backward of one batch (gradients summed over ``grad_accum`` batches)."""
@@ -273,7 +287,8 @@ class Trainer:
                   "train_examples_seen": state["train_examples_seen"],
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
                   "train_tokens_per_s": round(state["train_tokens_seen"] / max(state["train_seconds"], 1e-9), 1),
-                  "total_steps": self.total_steps, "warmup_steps": self.warmup, "precision": self.precision,
+                  "total_steps": self.total_steps, "stopped_early": state.get("stopped_early", False),
+                  "warmup_steps": self.warmup, "precision": self.precision,
                   **self.steady(),
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():
