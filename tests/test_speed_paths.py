@@ -39,6 +39,9 @@ def test_pad_batch_fills_each_field():
                              lambda length: 4)
     assert token_labels["labels"].tolist() == [[3, 4, -100, -100]]
     assert token_labels["input_ids"].tolist() == [[1, 1, 1, 1]]
+    slots = pad_batch({"input_ids": torch.ones(1, 2, dtype=torch.long), "labels": torch.tensor([[[3, 4], [5, -100]]])},
+                      1, lambda length: 3)["labels"]  # per-character labels (B, T, P): padded along T
+    assert slots.tolist() == [[[3, 4], [5, -100], [-100, -100]]]
     assert pad_batch(batch, 0, lambda length: 3)["input_ids"] is batch["input_ids"]
     # a bi-encoder batch: each text column is padded to its own bucket; (batch, 2) positions are left alone
     columns = {"a_input_ids": torch.ones(2, 3, dtype=torch.long), "a_attention_mask": torch.ones(2, 3),

@@ -30,8 +30,9 @@ def bucket_length(length: int) -> int:
 def pad_batch(batch: dict, pad_id: int, length_of=bucket_length) -> dict:
     """The collated ``batch`` with each group of token tensors padded on the right to ``length_of`` its length.
 
-    A group is the ``<prefix>input_ids`` tensor and the other 2-D tensors of the same prefix and length
-    (attention mask, token types; token labels with -100); a bi-encoder batch has one group per text column.
+    A group is the ``<prefix>input_ids`` tensor and the other tensors of the same prefix and length in
+    dimension 1 (attention mask, token types; token labels with -100, also per-character ``(B, T, P)`` ones); a
+    bi-encoder batch has one group per text column.
     """
     out = dict(batch)
     prefixes = sorted((name[: -len(IDS)] for name in batch if name.endswith(IDS)), key=len, reverse=True)
@@ -40,12 +41,12 @@ def pad_batch(batch: dict, pad_id: int, length_of=bucket_length) -> dict:
         length = batch[prefix + IDS].shape[1]
         extra = length_of(length) - length
         for name, tensor in batch.items():
-            if name in done or not name.startswith(prefix) or tensor.ndim != 2 or tensor.shape[1] != length:
+            if name in done or not name.startswith(prefix) or tensor.ndim < 2 or tensor.shape[1] != length:
                 continue
             done.add(name)
-            if extra > 0:
+            if extra > 0:  # along dimension 1 (per-token labels may have more dimensions after it)
                 fill = pad_id if name.endswith(IDS) else -100 if name == "labels" else 0
-                out[name] = F.pad(tensor, (0, extra), value=fill)
+                out[name] = F.pad(tensor, (0, 0) * (tensor.ndim - 2) + (0, extra), value=fill)
     return out
 
 
