@@ -75,6 +75,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "rdrop_1": (["--rdrop", "1.0"], None),
     "label_smoothing_0.1": (["--label-smoothing", "0.1"], "classify"),
     "swap_augment": (["--swap-augment"], "sts"),
+    "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
     "char_slots_4": (["--char-slots", "4"], "ner"),
 }

@@ -116,15 +116,17 @@ def test_unknown_tag_in_dev_is_an_error(trained, ner_files, tmp_path, capsys):
     assert "bad.tsv:1" in err and "B-XX" in err
 
 
-def test_char_slots_train_and_predict(ner_model, ner_files, tmp_path):
-    """--char-slots 3: a head of 3 x 13 outputs learns and, reloaded from its run, predicts one tag per character."""
+@pytest.mark.parametrize("slots", [3, 0])
+def test_char_slots_train_and_predict(ner_model, ner_files, tmp_path, slots):
+    """--char-slots 3: a head of 3 x 13 outputs learns and, reloaded from its run, predicts one tag per character;
+    --char-slots 0 (first-character labels, one tag per token) likewise."""
     from transformers import AutoConfig
 
     run = tmp_path / "slots"
-    metrics = train(ner_model, ner_files, run, "--epochs", 3, "--char-slots", 3)
+    metrics = train(ner_model, ner_files, run, "--epochs", 3, "--char-slots", slots)
     assert metrics["best"]["char_f1"] > 10, metrics["best"]
-    assert AutoConfig.from_pretrained(run).num_labels == 3 * len(NER_LABELS)
-    assert json.loads((run / "kluekit.json").read_text())["task_options"]["char_slots"] == 3
+    assert AutoConfig.from_pretrained(run).num_labels == max(slots, 1) * len(NER_LABELS)
+    assert json.loads((run / "kluekit.json").read_text())["task_options"]["char_slots"] == slots
     out = tmp_path / "pred.tsv"
     kluekit("predict", "ner", "--model", run, "--input", ner_files / "dev.tsv", "--output", out)
     predicted, given = read_ner(out), read_ner(ner_files / "dev.tsv")

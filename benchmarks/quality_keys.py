@@ -1,0 +1,54 @@
+"""The quality figures that other runs measured, under the names issue 17 gives them, in ``quality.json`` and in
+each task's own results file; every copied key comes with ``<key>_command`` and ``<key>_device`` from its
+source (the copy changes no figure and runs nothing).
+
+    python benchmarks/quality_keys.py
+
+- ``ner_entity_f1`` (``_std``, ``_per_seed``): KLUE-NER dev entity F1 of the NER default (``--char-slots 4``),
+  3 seeds, from ``quality_ner.json`` -> quality.json, classify_ner.json;
+- ``re_micro_f1``: KLUE-RE micro F1 of the best measured recipe (typed markers, entity-start pooling, focal loss;
+  one run), from ``re_e5_typed_entity_focal.json`` -> quality.json, re_e5.json;
+- ``biencoder_korsts_test_spearman``: KorSTS test Spearman of the fine-tuned bi-encoder, from ``biencoder.json``
+  -> quality.json, biencoder.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+from common import ROOT
+
+RESULTS = ROOT / "benchmarks/results"
+# key: (source file, source key, files that get it)
+KEYS = {
+    "ner_entity_f1": ("quality_ner", "klue_ner_test_char_slots_4_mean", ("quality", "classify_ner")),
+    "ner_entity_f1_std": ("quality_ner", "klue_ner_test_char_slots_4_std", ("quality", "classify_ner")),
+    "ner_entity_f1_per_seed": ("quality_ner", "klue_ner_test_char_slots_4_per_seed", ("quality", "classify_ner")),
+    "re_micro_f1": ("re_e5_typed_entity_focal", "typed_micro_f1", ("quality", "re_e5")),
+    "biencoder_korsts_test_spearman": ("biencoder", "korsts_test_spearman", ("quality", "biencoder")),
+}
+
+
+def read(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    targets: dict[str, dict] = {}
+    for key, (source, source_key, names) in KEYS.items():
+        figures = read(source)
+        for name in names:
+            target = targets.setdefault(name, read(name))
+            target[key] = figures[source_key]
+            target[f"{key}_command"], target[f"{key}_device"] = figures["command"], figures["device"]
+        print(f"{key} = {figures[source_key]} ({source}.json: {source_key})")
+    for name, figures in targets.items():
+        path = RESULTS / f"{name}.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    print("wrote", ", ".join(f"{name}.json" for name in targets))
+
+
+if __name__ == "__main__":
+    main()
