@@ -61,6 +61,18 @@ def compiled(forward):
     return torch.compile(forward)
 
 
+def host_copy(value: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """(a host copy of ``value``, the event after which it holds the value: None where it already does). On a
+    GPU the copy goes to pinned memory without blocking the host."""
+    if value.device.type != "cuda":
+        return value.detach().clone(), None
+    host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+    host.copy_(value.detach(), non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record()
+    return host, ready
+
+
 def real_tokens(batch: dict) -> int:
     """Tokens of a (CPU) batch that are not padding: the sum of its attention masks (one per text column)."""
     return int(sum(tensor.sum() for name, tensor in batch.items() if name.endswith("attention_mask")))
@@ -109,7 +121,7 @@ class Trainer:
                       "carry": carry or {}}
         self.best_outputs = None  # the evaluator's outputs for the kept model (not saved in checkpoints)
         self.first_step, self.warm = 0, None  # (train seconds, tokens) once WARM_STEPS steps of this process ran
-        self.pending = None  # (step, loss tensor) logged at the next logging step
+        self.pending = None  # (step, its loss on the host, the copy's event): logged at the next logging step
 
     @property
     def unwrapped(self):
@@ -233,11 +245,15 @@ class Trainer:
         return time.perf_counter() - started
 
     def log_step(self, writer, progress, loss: torch.Tensor) -> None:
-        """Shows and records the loss of the previous logging step, and keeps this one's for the next: that
-        value was computed long ago, so reading it does not leave the GPU idle while the host waits."""
-        (step, value), self.pending = self.pending or (None, None), (self.state["global_step"], loss.detach().clone())
+        """Shows and records the loss of the previous logging step, and starts copying this one's to the host
+        for the next: reading a GPU value with ``.item()`` would wait for every step queued behind it and leave
+        the GPU idle while the host prepares the next batch; the copy's event waits only for that step."""
+        (step, value, ready), self.pending = self.pending or (None, None, None), (self.state["global_step"],
+                                                                                  *host_copy(loss))
         if step is None:
             return
+        if ready is not None:
+            ready.synchronize()
         value, lr = value.item(), max(self.scheduler.get_last_lr())  # the peak rate (--layer-decay lowers others)
         progress.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
         if writer:

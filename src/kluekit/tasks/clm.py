@@ -50,7 +50,10 @@ class CausalCollator:
         self.multiple = pad_to_multiple_of
 
     def pad(self, items: list[dict], key: str, value: int, length: int) -> torch.Tensor:
-        return torch.tensor([item[key] + [value] * (length - len(item[key])) for item in items])
+        out = np.full((len(items), length), value, dtype=np.int64)
+        for row, item in zip(out, items):
+            row[:len(item[key])] = item[key]
+        return torch.from_numpy(out)
 
     def __call__(self, items: list[dict]) -> dict:
         length = max(len(item["input_ids"]) for item in items)
