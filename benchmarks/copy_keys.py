@@ -1,15 +1,18 @@
-"""The quality figures that other runs measured, under the names issue 17 gives them, in ``quality.json`` and in
-each task's own results file; every copied key comes with ``<key>_command`` and ``<key>_device`` from its
-source (the copy changes no figure and runs nothing).
+"""Figures that one run measured, copied under the names other results files give them (issue 17's quality keys,
+issue 20's throughput keys); every copied key comes with ``<key>_command`` and ``<key>_device`` from its source
+(the copy changes no figure and runs nothing).
 
-    python benchmarks/quality_keys.py
+    python benchmarks/copy_keys.py
 
 - ``ner_entity_f1`` (``_std``, ``_per_seed``): KLUE-NER dev entity F1 of the NER default (``--char-slots 4``),
   3 seeds, from ``quality_ner.json`` -> quality.json, classify_ner.json;
 - ``re_micro_f1``: KLUE-RE micro F1 of the best measured recipe (typed markers, entity-start pooling, focal loss;
   one run), from ``re_e5_typed_entity_focal.json`` -> quality.json, re_e5.json;
 - ``biencoder_korsts_test_spearman``: KorSTS test Spearman of the fine-tuned bi-encoder, from ``biencoder.json``
-  -> quality.json, biencoder.json.
+  -> quality.json, biencoder.json;
+- ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
+  against the Trainer recipe, from ``clm_speed.json`` -> generate.json (``generate.py`` copies them too when it
+  runs).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ KEYS = {
     "ner_entity_f1_per_seed": ("quality_ner", "klue_ner_test_char_slots_4_per_seed", ("quality", "classify_ner")),
     "re_micro_f1": ("re_e5_typed_entity_focal", "typed_micro_f1", ("quality", "re_e5")),
     "biencoder_korsts_test_spearman": ("biencoder", "korsts_test_spearman", ("quality", "biencoder")),
+    **{key: ("clm_speed", key, ("generate",))
+       for key in ("clm_tokens_per_s", "trainer_clm_tokens_per_s", "clm_speedup", "clm_mfu")},
 }
 
 
