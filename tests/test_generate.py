@@ -84,11 +84,12 @@ def test_help_of_both_commands(capsys):
 
 def test_every_decoding_option_reaches_generation_config(lm):
     tokenizer, _ = lm
-    cfg = options("m", max_new_tokens=7, num_beams=3, do_sample=True, top_k=5, top_p=0.8, temperature=0.7,
-                  repetition_penalty=1.3, no_repeat_ngram_size=2, stop=["끝", "."])
+    cfg = options("m", max_new_tokens=7, min_new_tokens=2, num_beams=3, do_sample=True, top_k=5, top_p=0.8,
+                  temperature=0.7, repetition_penalty=1.3, no_repeat_ngram_size=2, stop=["끝", "."])
     config = generation_config(cfg, tokenizer)
-    assert (config.max_new_tokens, config.num_beams, config.do_sample, config.top_k, config.top_p, config.temperature,
-            config.repetition_penalty, config.no_repeat_ngram_size) == (7, 3, True, 5, 0.8, 0.7, 1.3, 2)
+    assert (config.max_new_tokens, config.min_new_tokens, config.num_beams, config.do_sample, config.top_k, config.top_p,
+            config.temperature, config.repetition_penalty, config.no_repeat_ngram_size) == (7, 2, 3, True, 5, 0.8, 0.7,
+                                                                                            1.3, 2)
     assert config.stop_strings == ["끝", "."]
     assert (config.eos_token_id, config.pad_token_id) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
     config.validate(strict=True)
@@ -321,6 +322,7 @@ def test_chat_from_a_file_writes_question_answer(chat_model, tmp_path):
     written = pd.read_csv(out, keep_default_na=False)
     assert list(written.columns) == ["question", "answer"]
     assert written["question"].tolist() == ["12시 땡!", "1지망 학교 떨어졌어"]
+    assert (written["answer"].str.strip() != "").all()  # --min-new-tokens 1 by default: never an empty answer
 
 
 def test_chat_reads_stdin_until_quit(chat_model, monkeypatch, capsys):

@@ -29,6 +29,8 @@ class ChatOptions(DecodingOptions):
                                   "where the table has it); default: read them from stdin")
     column: str | None = opt(None, "question column of a CSV/TSV/JSON --input")
     output: str | None = opt(None, "also write CSV: question, answer")
+    min_new_tokens: int = opt(1, "fewest tokens of an answer before the end token may come (1: never an empty "
+                                 "answer, which a small model gave to 13 of 1,143 held-out questions; 0: none)", minimum=0)
 
 
 

@@ -30,6 +30,7 @@ class DecodingOptions:
 
     model: str = opt(None, MODEL_HELP, required=True)
     max_new_tokens: int = opt(64, "most tokens to generate after each prompt", minimum=1)
+    min_new_tokens: int = opt(0, "fewest tokens to generate before the end token may come (0: none)", minimum=0)
     num_beams: int = opt(1, "beam search with this many beams (1: greedy, or sampling with --do-sample)", minimum=1)
     do_sample: bool = opt(False, "sample the next token (with --top-k, --top-p, --temperature) instead of taking "
                                  "the most likely one")
@@ -91,6 +92,8 @@ def generation_config(cfg: DecodingOptions, tokenizer):
                   bos_token_id=tokenizer.bos_token_id)
     if cfg.do_sample:
         values.update(top_k=cfg.top_k, top_p=cfg.top_p, temperature=cfg.temperature)
+    if cfg.min_new_tokens:
+        values["min_new_tokens"] = cfg.min_new_tokens
     if cfg.stop:
         values["stop_strings"] = list(cfg.stop)
     return GenerationConfig(**values)
