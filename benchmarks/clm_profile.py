@@ -17,17 +17,7 @@ import time
 
 import torch
 from common import write_results
-
-
-def timed(fn, steps: int) -> float:
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - started) / steps * 1000
+from step_profile import timed
 
 
 def main() -> None:
