@@ -21,6 +21,12 @@ Then every query is answered over all stored rows.
 the stored questions, top-1 by cosine; (b) ``biencoder_zeroshot_top1`` / ``biencoder_top1``: the top-1 stored
 question of e5-small-ko / of the fine-tuned bi-encoder; (c) ``verified_top1``: the best of the top 5 by the
 verifier; ``answered_rate`` and ``answered_precision`` at the chosen threshold.
+
+What bounds precision (figures from the data and the zero-shot run, no choice made on them):
+``exact_question_own_answer`` -- of the queries whose exact question text is stored, the share whose own answer is
+the majority of that text's stored answers (ChatbotData gives one question different answers, e.g. "고양이 키우고
+싶어" -> "가족들과 상의해보세요." and "자신을 먼저 키우세요."); ``zeroshot_precision_topNpct`` -- top-1 precision
+among the N% of queries with the most similar best candidate.
 """
 
 from __future__ import annotations
@@ -53,6 +59,27 @@ def tfidf_top1(stored: pd.DataFrame, queries: pd.DataFrame) -> float:
     matrix = vectorizer.fit_transform(stored["Q"])
     best = np.asarray((vectorizer.transform(queries["Q"]) @ matrix.T).argmax(axis=1)).ravel()
     return round(100 * float(np.mean(stored["A"].to_numpy()[best] == queries["A"].to_numpy())), 2)
+
+
+def ambiguity(stored: pd.DataFrame, queries: pd.DataFrame) -> dict:
+    """How often the data itself gives one question two answers: the queries whose exact question text is stored,
+    and the share of them whose own answer is the one a majority vote over that text's stored answers picks
+    (ties to the first stored), the best any retriever can do on those queries."""
+    stored_answers = stored.groupby("Q", sort=False)["A"].agg(lambda a: a.value_counts().index[0])
+    exact = queries[queries["Q"].isin(stored_answers.index)]
+    agree = exact["A"].to_numpy() == stored_answers.loc[exact["Q"]].to_numpy()
+    return {"exact_question_queries": len(exact),
+            "exact_question_own_answer": round(100 * float(agree.mean()), 2) if len(exact) else None}
+
+
+def precision_by_confidence(rows: list[dict], queries: pd.DataFrame, shares=(5, 10, 20, 50)) -> dict:
+    """Top-1 precision among the ``share`` % of queries whose best candidate is the most similar: what a
+    threshold on the retrieval score alone could reach."""
+    scores = np.array([max(c["retrieval_score"] for c in r["candidates"]) for r in rows])
+    best = [max(r["candidates"], key=lambda c: c["retrieval_score"])["answer"] for r in rows]
+    correct = (np.asarray(best) == queries["A"].to_numpy())[np.argsort(-scores)]
+    return {f"zeroshot_precision_top{share}pct": round(100 * float(correct[:max(1, len(rows) * share // 100)].mean()), 2)
+            for share in shares}
 
 
 def answers(stored: Path, queries: pd.DataFrame, work: Path, model: str, verifier: str | None = None) -> list[dict]:
@@ -116,7 +143,9 @@ def main() -> None:
     figures = {"model": Path(model).name, "rows": len(frame), "queries": len(queries), "stored": len(stored),
                "fitting": len(fitting), "pseudo_queries": len(pseudo), "tfidf_top1": tfidf_top1(stored, queries)}
     print("tfidf", figures["tfidf_top1"], flush=True)
-    figures["biencoder_zeroshot_top1"] = top1(answers(stored_file, queries, work, model), queries)
+    zeroshot = answers(stored_file, queries, work, model)
+    figures["biencoder_zeroshot_top1"] = top1(zeroshot, queries)
+    figures.update(ambiguity(stored, queries), **precision_by_confidence(zeroshot, queries))
     print("zero-shot", figures["biencoder_zeroshot_top1"], flush=True)
 
     pairs = work / "pairs.csv"
