@@ -17,6 +17,7 @@ sentences -> its dev set (entity F1; no Trainer recipe), e.g. to choose ``--char
   of the training file for a seed) on KLUE-STS and NSMC, and is scored on that split after its last epoch (no
   epoch picked). Variants: the defaults, the default choices that may cost quality (fp32, no length grouping, no
   weight decay, no warm-up) and the levers (layer-wise rate decay, weight averaging, re-initialised top layer, R-Drop,
+  multi-sample dropout (``msd_5``, not in the first select run),
   label smoothing for classification, swapped pairs for STS). A lever helps when its mean beats the defaults'
   on both data sets; ``--write-recipe`` writes those into ``src/kluekit/recipes/competition.yaml`` with the
   measured gains. Results: ``quality_select.json``.
@@ -73,6 +74,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "ema_0.999": (["--ema-decay", "0.999"], None),
     "reinit_1": (["--reinit-layers", "1"], None),
     "rdrop_1": (["--rdrop", "1.0"], None),
+    "msd_5": (["--multi-sample-dropout", "5"], None),
     "label_smoothing_0.1": (["--label-smoothing", "0.1"], "classify"),
     "swap_augment": (["--swap-augment"], "sts"),
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)

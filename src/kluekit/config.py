@@ -78,6 +78,8 @@ class TrainConfig:
     rdrop: float = opt(0.0, "R-Drop: pass each batch twice (two dropout draws) and add this weight x how far the "
                             "two outputs are apart to the loss; twice the work a step (0: off; usual 0.5 to 5)",
                        minimum=0)
+    multi_sample_dropout: int = opt(0, "multi-sample dropout: in training the output layer sees N dropout draws of "
+                                       "its input and averages its outputs (0: off; usual 5)", minimum=0)
     reinit_layers: int = opt(0, "re-initialise the top N encoder layers before fine-tuning, which helps on small data "
                                 "(0: off; usual 1 to 3)", minimum=0)
     max_length: int = opt(128, "maximum tokens per input (pairs are truncated longest-first)", minimum=8)
@@ -108,6 +110,8 @@ class TrainConfig:
         if not 0 < self.layer_decay <= 1:
             raise KluekitError(f"--layer-decay: {self.layer_decay} must be in (0, 1] "
                                "(1: off; usual values 0.8 to 0.95)")
+        if self.multi_sample_dropout == 1:
+            raise KluekitError("--multi-sample-dropout: 1 draw averages nothing; give 2 or more (usual 5), or 0: off")
         if not 0 <= self.ema_decay < 1:
             raise KluekitError(f"--ema-decay: {self.ema_decay} must be in [0, 1) (0: off; usual value 0.999)")
 

@@ -19,6 +19,7 @@ from .batching import Features, train_batches
 from .config import TrainConfig
 from .engine import Stage, Trainer, TrainData
 from .engine.checkpoint import read_progress
+from .engine.multisample import add_multisample_dropout
 from .engine.rdrop import RDropStep
 from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
@@ -164,6 +165,8 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     if cfg.reinit_layers:  # also on --resume: the same seed, the same weights, and the checkpoint's replace them
         reinit_top_layers(model, cfg.reinit_layers, cfg.seed)
         log.info("re-initialised the top %d encoder layers", cfg.reinit_layers)
+    if cfg.multi_sample_dropout:
+        add_multisample_dropout(model, cfg.multi_sample_dropout)
     max_length = task.max_length(model, cfg.max_length)
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
     dev_sets = [(name, frame, task.encode(frame, tokenizer, max_length)) for name, _, frame in dev_files]
