@@ -26,7 +26,10 @@ What bounds precision (figures from the data and the zero-shot run, no choice ma
 ``exact_question_own_answer`` -- of the queries whose exact question text is stored, the share whose own answer is
 the majority of that text's stored answers (ChatbotData gives one question different answers, e.g. "고양이 키우고
 싶어" -> "가족들과 상의해보세요." and "자신을 먼저 키우세요."); ``zeroshot_precision_topNpct`` -- top-1 precision
-among the N% of queries with the most similar best candidate.
+among the N% of queries with the most similar best candidate; ``zeroshot_recall5`` -- the share whose own answer is
+among the top 5. ``reranked_top1``: the zero-shot top 5 re-scored by ``mix`` x cosine + (1 - ``mix``) x char
+TF-IDF cosine + ``prior`` x log(how often the answer is stored), ``mix`` and ``prior`` chosen on the
+pseudo-queries (``pseudo_rerank_top1`` holds the grid).
 """
 
 from __future__ import annotations
@@ -80,6 +83,33 @@ def precision_by_confidence(rows: list[dict], queries: pd.DataFrame, shares=(5, 
     correct = (np.asarray(best) == queries["A"].to_numpy())[np.argsort(-scores)]
     return {f"zeroshot_precision_top{share}pct": round(100 * float(correct[:max(1, len(rows) * share // 100)].mean()), 2)
             for share in shares}
+
+
+def recall(rows: list[dict], queries: pd.DataFrame) -> float:
+    """Share of the queries whose own answer is among their candidates (the top 5)."""
+    return round(100 * float(np.mean([a in {c["answer"] for c in r["candidates"]} for r, a in zip(rows, queries["A"])])), 2)
+
+
+def reranked_top1(rows: list[dict], queries: pd.DataFrame, table: pd.DataFrame, mix: float, prior: float) -> float:
+    """Top-1 after re-scoring each query's candidates by ``mix`` x their cosine + (1 - ``mix``) x the char
+    TF-IDF cosine of the two questions (the baseline's vectorizer, fit on ``table``) + ``prior`` x log(how often
+    the candidate's answer is stored in ``table``)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True).fit(table["Q"])
+    counts = table["A"].value_counts()
+    asked = vectorizer.transform(queries["Q"])
+    picks = []
+    for i, row in enumerate(rows):
+        candidates = row["candidates"]
+        lexical = (vectorizer.transform([c["question"] for c in candidates]) @ asked[i].T).toarray().ravel()
+        scores = [mix * c["retrieval_score"] + (1 - mix) * lex + prior * np.log(counts[c["answer"]])
+                  for c, lex in zip(candidates, lexical)]
+        picks.append(candidates[int(np.argmax(scores))]["answer"])
+    return round(100 * float(np.mean(np.asarray(picks) == queries["A"].to_numpy())), 2)
+
+
+MIXES, PRIORS = (0.6, 0.8, 0.9, 1.0), (0.0, 0.005, 0.01, 0.02)
 
 
 def answers(stored: Path, queries: pd.DataFrame, work: Path, model: str, verifier: str | None = None) -> list[dict]:
@@ -145,7 +175,8 @@ def main() -> None:
     print("tfidf", figures["tfidf_top1"], flush=True)
     zeroshot = answers(stored_file, queries, work, model)
     figures["biencoder_zeroshot_top1"] = top1(zeroshot, queries)
-    figures.update(ambiguity(stored, queries), **precision_by_confidence(zeroshot, queries))
+    figures.update(ambiguity(stored, queries), **precision_by_confidence(zeroshot, queries),
+                   zeroshot_recall5=recall(zeroshot, queries))
     print("zero-shot", figures["biencoder_zeroshot_top1"], flush=True)
 
     pairs = work / "pairs.csv"
@@ -168,6 +199,12 @@ def main() -> None:
     for name, rows in pseudo_rows.items():
         figures[f"pseudo_{name}_top1"], figures[f"pseudo_{name}_verified_top1"] = \
             top1(rows, pseudo), top1(rows, pseudo, "verifier_score")
+    # re-scoring the zero-shot top 5 (TF-IDF mixed in, a prior on frequent answers): chosen on the pseudo-queries
+    grid = {(mix, prior): reranked_top1(pseudo_rows["zeroshot"], pseudo, fitting, mix, prior)
+            for mix in MIXES for prior in PRIORS}
+    figures["pseudo_rerank_top1"] = " ".join(f"{mix}/{prior}:{top:.2f}" for (mix, prior), top in grid.items())
+    (mix, prior), _ = max(grid.items(), key=lambda item: (item[1], item[0][0], -item[0][1]))  # ties: the plainer
+    figures.update(rerank_mix=mix, rerank_prior=prior, reranked_top1=reranked_top1(zeroshot, queries, stored, mix, prior))
     chosen = max(pseudo_rows, key=lambda name: figures[f"pseudo_{name}_verified_top1"])
     figures["verified_retriever"] = chosen
     figures["threshold"], figures["pseudo_answered_rate"], figures["pseudo_answered_precision"] = (
