@@ -167,3 +167,23 @@ def test_cli_errors(trained, tiny_model, ynat, tmp_path, capsys):
     assert "--weights" in err
     err = fails(capsys, "ensemble", "--model", trained[0], "--input", ynat / "dev.tsv", "--output", tmp_path / "e.csv")
     assert "two or more" in err
+
+
+def test_kfold_with_a_held_out_split_scores_the_ensemble(tiny_model, ynat, tmp_path):
+    """--folds 2 --dev-split 0.25 on 400 titles: 100 set apart (stratified), the 2 folds over the other 300; the
+    held-out record holds each fold model's score and that of their mean, which its predictions reproduce."""
+    root = tmp_path / "kfold"
+    small = ynat / "small400.tsv"
+    small.write_text("\n".join((ynat / "train.tsv").read_text(encoding="utf-8").splitlines()[:401]) + "\n",
+                     encoding="utf-8")
+    kluekit("train", "classify", "--preset", "ynat", "--model", tiny_model, "--train", small, "--folds", 2,
+            "--dev-split", 0.25, "--output-dir", root, "--epochs", 1, *TINY)
+    assert json.loads((root / "oof" / "metrics.json").read_text())["rows"] == 300
+    held = json.loads((root / "held-out" / "metrics.json").read_text())
+    assert held["rows"] == 100 and len(held["members"]) == 2
+    assert held["members_mean"]["accuracy"] == pytest.approx(np.mean([m["accuracy"] for m in held["members"]]))
+    predictions = pd.read_csv(root / "held-out" / "predictions.csv")
+    assert len(predictions) == 100
+    assert held["ensemble"]["accuracy"] == pytest.approx(100 * (predictions["pred_label"] == predictions["label"]).mean())
+    folded = pd.read_csv(root / "oof" / "predictions.csv")["id"]
+    assert not set(folded) & set(predictions["id"]) and len(set(folded) | set(predictions["id"])) == 400

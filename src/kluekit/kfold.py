@@ -5,6 +5,10 @@ out-of-fold (OOF) score over the whole training file.
     # -> runs/ynat-5fold/fold-0 ... fold-4 (normal run directories), runs/ynat-5fold/oof/ (metrics.json,
     #    predictions.csv and the task's report over all training examples)
     kluekit ensemble --model runs/ynat-5fold/fold-* --input test.tsv --output submission.csv
+
+With ``--dev-split R`` a share R of the training file is set apart before folding (as ``--dev-split`` does for one
+run: stratified, the same for the same ``--seed``); the fold models' mean is scored on it, beside each fold
+model alone, in ``<output-dir>/held-out/`` (metrics.json, predictions and report): what the ensemble gains.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .config import TrainConfig
 from .errors import KluekitError
 from .report import write_report
 from .rundir import RunDir
-from .training import read_files, train_run
+from .training import read_files, split_off, train_run
 from .tasks import Task
 
 log = logging.getLogger("kluekit")
@@ -63,11 +67,14 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
                          task.name, False, cfg.overwrite).path
     examples = read_files(task, cfg.train, cfg.format)
     task.fit(examples)  # the label set of the whole file, so every fold's model has the same classes
+    held_out = None
+    if cfg.dev_split:  # set apart before folding: no fold model sees it; the ensemble is scored on it
+        examples, held_out = split_off(task, examples, cfg, False)
     splits = fold_indices(task, examples, cfg.folds, cfg.seed)
     parts, results = [], []
     for k, (train_rows, held_rows) in enumerate(splits):
         log.info("fold %d/%d: %d training, %d held-out examples", k + 1, cfg.folds, len(train_rows), len(held_rows))
-        fold_cfg = dataclasses.replace(cfg, output_dir=str(root / f"fold-{k}"), folds=0, overwrite=True)
+        fold_cfg = dataclasses.replace(cfg, output_dir=str(root / f"fold-{k}"), folds=0, overwrite=True, dev_split=0.0)
         held = examples.iloc[held_rows].reset_index(drop=True)
         held.attrs = dict(examples.attrs)
         train_part = examples.iloc[train_rows].reset_index(drop=True)
@@ -83,4 +90,28 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
     record = {"folds": results, "oof": metrics, "train": cfg.train[0] if len(cfg.train) == 1 else cfg.train, "rows": len(examples)}
     summary = write_report(task, oof, examples, root / "oof", 30, record)
     log.info("out-of-fold: %s", " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
-    return {"oof": metrics, "folds": results, "report": summary, "run_dir": str(root)}
+    result = {"oof": metrics, "folds": results, "report": summary, "run_dir": str(root)}
+    if held_out is not None:
+        result["held_out"] = score_held_out(task, [r["run_dir"] for r in results], held_out, root / "held-out", cfg)
+    return result
+
+
+def score_held_out(task: Task, runs: list[str], held_out, out_dir, cfg: TrainConfig) -> dict:
+    """``--folds`` with ``--dev-split``: each fold model's and their mean's (soft voting, as ``kluekit ensemble``)
+    metrics on the held-out part; the report of the ensemble in ``out_dir``."""
+    from .predictor import Predictor
+
+    gold, total, members = task.gold(held_out), None, []
+    for run in runs:
+        preds = Predictor(run, task.name, "ensemble", cfg.precision, batch_size=cfg.eval_batch_size).predict(held_out)
+        total = preds if total is None else total + preds
+        members.append(task.metrics(preds, gold))
+    preds = total / len(runs)
+    metrics = task.metrics(preds, gold)
+    record = {"rows": len(held_out), "dev_split": cfg.dev_split, "ensemble": metrics, "members": members,
+              "members_mean": {key: float(np.mean([m[key] for m in members])) for key in metrics}}
+    write_report(task, preds, held_out, out_dir, 30, record)
+    log.info("held-out %g: ensemble of %d folds %s (single folds on average: %s)", cfg.dev_split, len(runs),
+             " ".join(f"{k}={v:.2f}" for k, v in metrics.items()),
+             " ".join(f"{k}={v:.2f}" for k, v in record["members_mean"].items()))
+    return record
