@@ -55,11 +55,16 @@ def split(frame: pd.DataFrame, draw: int, seed: int) -> tuple[pd.DataFrame, pd.D
     return frame.iloc[queries].reset_index(drop=True), frame.drop(frame.index[queries]).reset_index(drop=True)
 
 
-def tfidf_top1(stored: pd.DataFrame, queries: pd.DataFrame) -> float:
+def char_tfidf(questions: pd.Series):
+    """The lexical baseline's vectorizer, fit on ``questions``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    matrix = vectorizer.fit_transform(stored["Q"])
+    return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True).fit(questions)
+
+
+def tfidf_top1(stored: pd.DataFrame, queries: pd.DataFrame) -> float:
+    vectorizer = char_tfidf(stored["Q"])
+    matrix = vectorizer.transform(stored["Q"])
     best = np.asarray((vectorizer.transform(queries["Q"]) @ matrix.T).argmax(axis=1)).ravel()
     return round(100 * float(np.mean(stored["A"].to_numpy()[best] == queries["A"].to_numpy())), 2)
 
@@ -94,9 +99,7 @@ def reranked_top1(rows: list[dict], queries: pd.DataFrame, table: pd.DataFrame, 
     """Top-1 after re-scoring each query's candidates by ``mix`` x their cosine + (1 - ``mix``) x the char
     TF-IDF cosine of the two questions (the baseline's vectorizer, fit on ``table``) + ``prior`` x log(how often
     the candidate's answer is stored in ``table``)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True).fit(table["Q"])
+    vectorizer = char_tfidf(table["Q"])
     counts = table["A"].value_counts()
     asked = vectorizer.transform(queries["Q"])
     picks = []

@@ -63,6 +63,7 @@ def open_runs(cfg: EnsembleConfig) -> list:
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
+    from .predictor import soft_vote
     from .report import write_report
     from .runner import check_output, check_sample_submission
 
@@ -83,14 +84,10 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     examples = readings[0]
     check_sample_submission(cfg, task, examples)
     gold = task.gold(examples) if cfg.evaluate else None
-    total, members = None, {}
-    for path, weight, run, rows in zip(cfg.model, weights, runs, readings):
-        preds = run.predict(rows)
-        total = weight * preds if total is None else total + weight * preds
-        if gold is not None:
-            members[path] = run.task.metrics(preds, gold)
-            log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in members[path].items()))
-    preds = total / weights.sum()
+    preds, scores = soft_vote(runs, readings, weights, gold)
+    members = dict(zip(cfg.model, scores))
+    for path, metrics in members.items():
+        log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
     task.write_predictions(preds, examples, cfg.output, cfg.sample_submission)
     log.info("wrote %s (%d rows, %d runs)", cfg.output, len(examples), len(cfg.model))
     if gold is None:

@@ -99,14 +99,11 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
 def score_held_out(task: Task, runs: list[str], held_out, out_dir, cfg: TrainConfig) -> dict:
     """``--folds`` with ``--dev-split``: each fold model's and their mean's (soft voting, as ``kluekit ensemble``)
     metrics on the held-out part; the report of the ensemble in ``out_dir``."""
-    from .predictor import Predictor
+    from .predictor import Predictor, soft_vote
 
-    gold, total, members = task.gold(held_out), None, []
-    for run in runs:
-        preds = Predictor(run, task.name, "ensemble", cfg.precision, batch_size=cfg.eval_batch_size).predict(held_out)
-        total = preds if total is None else total + preds
-        members.append(task.metrics(preds, gold))
-    preds = total / len(runs)
+    gold = task.gold(held_out)
+    predictors = [Predictor(run, task.name, "ensemble", cfg.precision, batch_size=cfg.eval_batch_size) for run in runs]
+    preds, members = soft_vote(predictors, [held_out] * len(runs), np.ones(len(runs)), gold)
     metrics = task.metrics(preds, gold)
     record = {"rows": len(held_out), "dev_split": cfg.dev_split, "ensemble": metrics, "members": members,
               "members_mean": {key: float(np.mean([m[key] for m in members])) for key in metrics}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pandas as pd
 
 from .inference import default_batch_size, predict_raw, resolve_device, resolve_precision
@@ -67,3 +68,15 @@ class Predictor:
         (log.info if self.progress else log.debug)("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
                  len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
         return self.task.outputs(raw, features)
+
+
+def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, list[dict]]:
+    """(the weighted mean of the runs' predictions, each for its own reading of the input: soft voting; each
+    run's metrics where ``gold`` is given, else [])."""
+    total, members = None, []
+    for weight, run, rows in zip(weights, runs, readings):
+        preds = run.predict(rows)
+        total = weight * preds if total is None else total + weight * preds
+        if gold is not None:
+            members.append(run.task.metrics(preds, gold))
+    return total / weights.sum(), members

@@ -25,7 +25,7 @@ def output_layer(model) -> tuple[nn.Linear, nn.Dropout | None]:
     found = [name for name, module in named.items() if isinstance(module, nn.Linear) and module.out_features == labels]
     if not labels or not found:
         raise KluekitError("--multi-sample-dropout: this model has no classification or regression head to sample "
-                           "(it applies to sts, classify, re and ner runs)")
+                           "(a layer with config.num_labels outputs); train without it")
     linear = named[found[-1]]
     siblings = list(named[found[-1].rpartition(".")[0]].children())
     at = next(i for i, child in enumerate(siblings) if child is linear)
