@@ -88,6 +88,7 @@ def main() -> None:
         torch.cuda.synchronize()
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=70)
     print(table)
+    figures["eager_gpu_ms_per_step"] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 5 / 1000, 3)
     for rank, event in enumerate(sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:15], 1):
         figures[f"kernel_{rank:02d}"] = f"{event.key[:80]}: {event.device_time_total / 5 / 1000:.3f} ms/step"
     write_results("clm_profile.py", "clm_profile_compile" if args.compile else "clm_profile", figures)

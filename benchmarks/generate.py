@@ -140,7 +140,9 @@ def main() -> None:
                "chat_train_pairs": len(pd.read_csv(train)), "chat_dev_pairs": len(dev_pairs),
                "chat_heldout_perplexity_before": round(metrics(work / "chat0")["history"][-1]["perplexity"], 2),
                "chat_heldout_perplexity": round(chat["best"]["perplexity"], 2),
-               "distinct_1": distinct(replies["answer"].tolist(), 1), "distinct_2": distinct(replies["answer"].tolist(), 2)}
+               "distinct_1": distinct(replies["answer"].tolist(), 1), "distinct_2": distinct(replies["answer"].tolist(), 2),
+               "empty_answers": int((replies["answer"].str.strip() == "").sum()),
+               "most_common_answer_count": int(replies["answer"].value_counts().iloc[0])}
     for i, row in replies.head(10).iterrows():
         figures[f"example_{i + 1}"] = {"question": row["question"], "answer": row["answer"],
                                        "reference": dev_pairs["A"].iloc[i]}
