@@ -30,6 +30,8 @@ sentences -> its dev set (entity F1; no Trainer recipe), e.g. to choose ``--char
   ``--speed`` one more run of the defaults and of the ``Trainer`` per data set goes alone, for the train-seconds
   ratio. Results:
   ``quality.json``.
+- ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
+  other work shared the GPU during ``report``. Results: ``quality_speed.json``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "defaults": ([], None),
     "fp32": (["--precision", "fp32"], None),
     "no_grouping": (["--no-group-by-length"], None),
+    "group_by_length": (["--group-by-length"], None),  # the STS/classify default before no_grouping was chosen
     "no_weight_decay": (["--weight-decay", "0"], None),
     "no_warmup": (["--warmup", "0"], None),
     "layer_decay_0.9": (["--layer-decay", "0.9"], None),
@@ -233,7 +236,7 @@ def summary(done: list[dict], key: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", choices=["select", "report"])
+    parser.add_argument("--phase", choices=["select", "report", "speed"])
     parser.add_argument("--shared", default=str(SHARED))
     parser.add_argument("--model", default=None, help="default: <shared>/models/e5-small-ko")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -243,7 +246,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS),
                         help=f"data sets (default: {' '.join(SELECT_ON)} to select, {' '.join(REPORT_ON)} to report)")
     parser.add_argument("--recipes", nargs="+", help="report: what to train (default: defaults trainer and "
-                                                     "competition when shipped; also any --variants name)")
+                                                     "competition when shipped; also any --variants name); "
+                                                     "speed: what to time (default: defaults trainer)")
     parser.add_argument("--name", help="results file name (default: quality_select / quality)")
     parser.add_argument("--write-recipe", action="store_true", help="select: write the helping levers as "
                                                                     "src/kluekit/recipes/competition.yaml")
@@ -255,7 +259,7 @@ def main() -> None:
     if args.worker:
         return worker(args.worker)
     if not args.phase:
-        parser.error("--phase select or --phase report")
+        parser.error("--phase select, report or speed")
     shared, work = Path(args.shared), ROOT / "runs/bench-quality"
     work.mkdir(parents=True, exist_ok=True)
     model = args.model or str(shared / "models/e5-small-ko")
@@ -285,6 +289,13 @@ def main() -> None:
     from kluekit.recipes import recipe_names
 
     datasets = args.datasets or REPORT_ON
+    if args.phase == "speed":
+        names = args.recipes or ["defaults", "trainer"]
+        recipes = {name: [] if name == "trainer" else VARIANTS[name][0] for name in names}
+        figures = {"phase": "speed: each run alone on the device, train seconds", "seed": args.seeds[0],
+                   "model": Path(model).name, **speed(datasets, recipes, job, args.seeds[0])}
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
+        return write_results("quality.py", results_name(args, "quality_speed"), figures)
     names = args.recipes or ["defaults", "trainer", *(["competition"] if "competition" in recipe_names() else [])]
     unknown = [n for n in names if n not in ("trainer", "competition") and n not in VARIANTS]
     if unknown:
@@ -297,22 +308,30 @@ def main() -> None:
     done = run_jobs(jobs, args.jobs)
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
-    if args.speed:  # one run of each recipe (but the competition one) alone on the device, for the seconds
-        timed = [job(dataset, recipe, args.seeds[0], recipes[recipe], "-alone") for dataset in datasets
-                 for recipe in recipes if recipe != "competition" and applies(dataset, recipe)]
-        for d in [d for j in timed for d in run_jobs([j], 1)]:
-            figures[f"{d['dataset']}_{d['recipe']}_alone_train_seconds"] = round(d["train_seconds"], 2)
-        for dataset in datasets:
-            trainer = figures.get(f"{dataset}_trainer_alone_train_seconds")
-            for recipe in recipes:
-                seconds = figures.get(f"{dataset}_{recipe}_alone_train_seconds")
-                if trainer and seconds and recipe != "trainer":
-                    key = f"{dataset}_speedup_vs_trainer" if recipe == "defaults" else \
-                        f"{dataset}_{recipe}_speedup_vs_trainer"
-                    figures[key] = round(trainer / seconds, 2)
+    if args.speed:
+        figures.update(speed(datasets, recipes, job, args.seeds[0]))
     headline(figures)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     write_results("quality.py", results_name(args, "quality"), figures)
+
+
+def speed(datasets, recipes: dict, job, seed: int) -> dict:
+    """One run of each recipe (but the competition one) per data set, alone on the device: its train seconds and
+    the Trainer's over them."""
+    figures = {}
+    timed = [job(dataset, recipe, seed, recipes[recipe], "-alone") for dataset in datasets
+             for recipe in recipes if recipe != "competition" and applies(dataset, recipe)]
+    for d in [d for j in timed for d in run_jobs([j], 1)]:
+        figures[f"{d['dataset']}_{d['recipe']}_alone_train_seconds"] = round(d["train_seconds"], 2)
+    for dataset in datasets:
+        trainer = figures.get(f"{dataset}_trainer_alone_train_seconds")
+        for recipe in recipes:
+            seconds = figures.get(f"{dataset}_{recipe}_alone_train_seconds")
+            if trainer and seconds and recipe != "trainer":
+                key = f"{dataset}_speedup_vs_trainer" if recipe == "defaults" else \
+                    f"{dataset}_{recipe}_speedup_vs_trainer"
+                figures[key] = round(trainer / seconds, 2)
+    return figures
 
 
 def applies(dataset: str, recipe: str) -> bool:

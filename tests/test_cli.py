@@ -172,3 +172,18 @@ def test_a_task_brings_its_own_training_defaults(monkeypatch):
         cli.run([*argv, "--model", "m", "--train", "t.json"])
     assert seen == {"mrc": [384, 256], "sts": [128]}
     assert "(default: 384)" in " ".join(kluekit("train", "mrc", "--help").stdout.split())
+
+
+def test_pair_and_text_classification_train_on_plain_random_batches(monkeypatch):
+    """STS, the bi-encoder and classification default to --no-group-by-length (chosen on training splits:
+    quality_select.json); --group-by-length still turns grouping on; other tasks keep grouping."""
+    from kluekit import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "train", lambda task, cfg: seen.append((task.name, cfg.group_by_length)) or {})
+    monkeypatch.setattr(cli, "print_train_result", lambda result, task: None)
+    for argv in (["train", "sts"], ["train", "biencoder"], ["train", "classify"], ["train", "sts", "--group-by-length"],
+                 ["train", "ner"], ["train", "re"]):
+        cli.run([*argv, "--model", "m", "--train", "t.csv"])
+    assert seen == [("sts", False), ("biencoder", False), ("classify", False), ("sts", True), ("ner", True),
+                    ("re", True)]

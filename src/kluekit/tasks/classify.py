@@ -54,6 +54,7 @@ class ClassifyTask(Task):
     name = "classify"
     formats = ("auto", "csv", "tsv", "json")
     Options = ClassifyOptions
+    train_defaults = {"group_by_length": False}  # as STS (tasks/sts.py): chosen on training splits
 
     def __init__(self, options=None, labels=None):
         options = resolve_options(options or ClassifyOptions())

@@ -39,6 +39,9 @@ class STSTask(Task):
     primary_metric = "pearson"
     Options = STSOptions
     formats = FORMATS
+    # plain random batches: grouping by length cost quality on a 10% split of KLUE-STS and NSMC training data
+    # (benchmarks/results/quality_select.json, `no_grouping`); --group-by-length turns it back on
+    train_defaults = {"group_by_length": False}
 
     def read(self, path, fmt="auto", require_labels=True):
         frame = read_sts(path, fmt, require_labels)
