@@ -75,12 +75,13 @@ def flatten(figures: dict, prefix: str = "") -> dict:
     return flat
 
 
-def write_results(script: str, name: str, figures: dict, quiet: bool = False) -> None:
-    """Print the figures and write them, with the command and the device, to benchmarks/results/<name>.json
-    (``quiet``: write only, e.g. partial results after each part of a long run)."""
+def write_results(script: str, name: str, figures: dict, quiet: bool = False, device: str | None = None) -> None:
+    """Print the figures and write them, with the command and the device (``device``: the one the figures were
+    measured on, where not this machine), to benchmarks/results/<name>.json (``quiet``: write only, e.g. partial
+    results after each part of a long run)."""
     from kluekit.rundir import device_name
 
-    figures = {"device": device_name(), "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:]),
+    figures = {"device": device or device_name(), "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:]),
                **flatten(figures)}
     out = ROOT / "benchmarks/results" / f"{name}.json"
     out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

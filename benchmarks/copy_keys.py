@@ -10,6 +10,8 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
   one run), from ``re_e5_typed_entity_focal.json`` -> quality.json, re_e5.json;
 - ``biencoder_korsts_test_spearman``: KorSTS test Spearman of the fine-tuned bi-encoder, from ``biencoder.json``
   -> quality.json, biencoder.json;
+- ``korsts_speedup_vs_trainer`` (and KLUE-STS, NSMC): the defaults' training speed over the ``Trainer`` recipe's,
+  each run alone on the GPU, from ``quality_speed.json`` -> quality.json;
 - ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
   against the Trainer recipe, from ``clm_speed.json`` -> generate.json (``generate.py`` copies them too when it
   runs).
@@ -29,6 +31,8 @@ KEYS = {
     "ner_entity_f1_per_seed": ("quality_ner", "klue_ner_test_char_slots_4_per_seed", ("quality", "classify_ner")),
     "re_micro_f1": ("re_e5_typed_entity_focal", "typed_micro_f1", ("quality", "re_e5")),
     "biencoder_korsts_test_spearman": ("biencoder", "korsts_test_spearman", ("quality", "biencoder")),
+    **{f"{d}_speedup_vs_trainer": ("quality_speed", f"{d}_speedup_vs_trainer", ("quality",))
+       for d in ("korsts", "klue_sts", "nsmc")},
     **{key: ("clm_speed", key, ("generate",))
        for key in ("clm_tokens_per_s", "trainer_clm_tokens_per_s", "clm_speedup", "clm_mfu")},
 }

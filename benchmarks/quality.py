@@ -166,9 +166,12 @@ def worker(path: str) -> None:
 
 # ---- the jobs ---------------------------------------------------------------------------------------------
 
-def run_jobs(jobs: list[dict], parallel: int) -> list[dict]:
-    """Each job in its own process, ``parallel`` at a time; a job's result is read from its file."""
-    pending, running, done = list(jobs), [], []
+def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]:
+    """Each job in its own process, ``parallel`` at a time; a job's result is read from its file (``reuse``: a job
+    whose result file is already there is not run again)."""
+    done = [{**job, **json.loads(Path(job["result"]).read_text()), "reused": True} for job in jobs
+            if reuse and Path(job["result"]).is_file()]
+    pending, running = [job for job in jobs if not (reuse and Path(job["result"]).is_file())], []
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
@@ -254,6 +257,10 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true",
                         help="report: one more run of the defaults and the Trainer per data set, alone")
     parser.add_argument("--quick", action="store_true", help="a CPU smoke test: a few rows, a few steps")
+    parser.add_argument("--reuse", action="store_true",
+                        help="report/select: take the runs whose result files are already under runs/bench-quality "
+                             "(e.g. a call stopped by its time limit after its last run) instead of running them")
+    parser.add_argument("--ran-on", help="with --reuse: the device the reused runs ran on (the results' device)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -277,7 +284,7 @@ def main() -> None:
         datasets = args.datasets or SELECT_ON
         jobs = [job(dataset, name, seed, VARIANTS[name][0]) for dataset in datasets for name in args.variants
                 if applies(dataset, name) for seed in args.seeds]
-        done = run_jobs(jobs, args.jobs)
+        done = run_jobs(jobs, args.jobs, args.reuse)
         figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
                    "model": Path(model).name, **summary(done, "split")}
         helping = select_levers(figures, datasets)
@@ -285,7 +292,7 @@ def main() -> None:
         if args.write_recipe:
             write_recipe(helping, figures, datasets)
         figures["wall_s"] = round(time.perf_counter() - started, 1)
-        return write_results("quality.py", results_name(args, "quality_select"), figures)
+        return write_results("quality.py", results_name(args, "quality_select"), figures, device=ran_on(args, done))
     from kluekit.recipes import recipe_names
 
     datasets = args.datasets or REPORT_ON
@@ -305,14 +312,28 @@ def main() -> None:
 
     jobs = [job(dataset, recipe, seed, options) for dataset in datasets for recipe, options in recipes.items()
             if applies(dataset, recipe) for seed in args.seeds]
-    done = run_jobs(jobs, args.jobs)
+    done = run_jobs(jobs, args.jobs, args.reuse)
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
+    if args.reuse:
+        figures["reused_runs"] = sum(bool(d.get("reused")) for d in done)
     if args.speed:
         figures.update(speed(datasets, recipes, job, args.seeds[0]))
     headline(figures)
-    figures["wall_s"] = round(time.perf_counter() - started, 1)
-    write_results("quality.py", results_name(args, "quality"), figures)
+    if not args.reuse:  # reused runs' time is not this process's
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
+    write_results("quality.py", results_name(args, "quality"), figures, device=ran_on(args, done))
+
+
+def ran_on(args, done: list[dict]) -> str | None:
+    """The device to record: ``--ran-on`` when every run was reused from there, else this machine; the count of
+    reused runs goes into the figures' note."""
+    reused = sum(bool(d.get("reused")) for d in done)
+    if args.ran_on and reused < len(done):
+        raise SystemExit(f"--ran-on {args.ran_on!r}: {len(done) - reused} of the {len(done)} runs ran here")
+    if reused and not args.ran_on:
+        raise SystemExit(f"--reuse: {reused} runs were taken from files; say where they ran with --ran-on")
+    return args.ran_on
 
 
 def speed(datasets, recipes: dict, job, seed: int) -> dict:
