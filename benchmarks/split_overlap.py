@@ -1,0 +1,54 @@
+"""How much a ``--dev-split`` of an STS training file shares with the part that trains: the share of held-out
+pairs with a sentence that also occurs in the training part, and the share whose normalised pair (both sentences
+with spaces and punctuation removed) occurs there, for KLUE-STS and KorSTS train, seeds 1-3 (CPU, seconds).
+
+    python benchmarks/split_overlap.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from pathlib import Path
+
+from common import SHARED, write_results
+
+from kluekit.config import TrainConfig
+from kluekit.tasks import get_task_class
+from kluekit.training import split_off
+
+FILES = {"klue_sts": "klue_sts/klue_sts_train.csv", "korsts": "korsts/sts-train.tsv"}
+
+
+def normal(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text)
+
+
+def overlap(kept, held) -> tuple[float, float]:
+    seen = set(kept["sentence1"]) | set(kept["sentence2"])
+    shared = held["sentence1"].isin(seen) | held["sentence2"].isin(seen)
+    pairs = {frozenset((normal(a), normal(b))) for a, b in zip(kept["sentence1"], kept["sentence2"])}
+    same = [frozenset((normal(a), normal(b))) in pairs for a, b in zip(held["sentence1"], held["sentence2"])]
+    return 100 * float(shared.mean()), 100 * sum(same) / len(same)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(SHARED))
+    parser.add_argument("--dev-split", type=float, default=0.1)
+    args = parser.parse_args()
+    task = get_task_class("sts")()
+    figures = {"dev_split": args.dev_split, "seeds": [1, 2, 3]}
+    for name, rel in FILES.items():
+        examples = task.read(Path(args.shared) / "data" / rel)
+        runs = [overlap(*split_off(task, examples, TrainConfig(train=["x"], dev_split=args.dev_split, seed=seed),
+                                   has_dev=False)) for seed in (1, 2, 3)]
+        figures[f"{name}_pairs"] = len(examples)
+        figures[f"{name}_held_out_sharing_a_sentence_pct"] = round(statistics.mean(r[0] for r in runs), 2)
+        figures[f"{name}_held_out_same_normalised_pair_pct"] = round(statistics.mean(r[1] for r in runs), 2)
+    write_results("split_overlap.py", "split_overlap", figures)
+
+
+if __name__ == "__main__":
+    main()
