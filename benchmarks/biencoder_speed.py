@@ -52,6 +52,7 @@ def main() -> None:
             pair_tokens = record["train_tokens_per_s"] / record["train_examples_per_s"]
             figures[f"{name}_steady_pairs_per_s"] = round(record["steady_tokens_per_s"] / pair_tokens, 1)
         print(f"{name}: {figures.get(f'{name}_train_examples_per_s')} pairs/s", flush=True)
+        write_results("biencoder_speed.py", args.name, figures, quiet=True)  # kept if a later variant is cut off
     write_results("biencoder_speed.py", args.name, figures)
 
 
