@@ -299,6 +299,9 @@ def main() -> None:
     datasets = args.datasets or REPORT_ON
     if args.phase == "speed":
         names = args.recipes or ["defaults", "trainer"]
+        unknown = [n for n in names if n != "trainer" and n not in VARIANTS]
+        if unknown:
+            parser.error(f"--recipes: {' '.join(unknown)} cannot be timed (trainer or a variant)")
         recipes = {name: [] if name == "trainer" else VARIANTS[name][0] for name in names}
         figures = {"phase": "speed: each run alone on the device, train seconds", "seed": args.seeds[0],
                    "model": Path(model).name, **speed(datasets, recipes, job, args.seeds[0])}
