@@ -170,9 +170,9 @@ def worker(path: str) -> None:
 def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]:
     """Each job in its own process, ``parallel`` at a time; a job's result is read from its file (``reuse``: a job
     whose result file is already there is not run again)."""
-    done = [{**job, **json.loads(Path(job["result"]).read_text()), "reused": True} for job in jobs
-            if reuse and Path(job["result"]).is_file()]
-    pending, running = [job for job in jobs if not (reuse and Path(job["result"]).is_file())], []
+    reused = [job for job in jobs if reuse and Path(job["result"]).is_file()]
+    done = [{**job, **json.loads(Path(job["result"]).read_text()), "reused": True} for job in reused]
+    pending, running = [job for job in jobs if job not in reused], []
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
@@ -292,51 +292,52 @@ def main() -> None:
         figures["helping"] = " ".join(helping) or "none"
         if args.write_recipe:
             write_recipe(helping, figures, datasets)
-        figures["wall_s"] = round(time.perf_counter() - started, 1)
-        return write_results("quality.py", results_name(args, "quality_select"), figures, device=ran_on(args, done))
+        device = finish(args, done, figures, started)
+        return write_results("quality.py", results_name(args, "quality_select"), figures, device=device)
     from kluekit.recipes import recipe_names
 
     datasets = args.datasets or REPORT_ON
-    if args.phase == "speed":
-        names = args.recipes or ["defaults", "trainer"]
-        unknown = [n for n in names if n != "trainer" and n not in VARIANTS]
-        if unknown:
-            parser.error(f"--recipes: {' '.join(unknown)} cannot be timed (trainer or a variant)")
-        recipes = {name: [] if name == "trainer" else VARIANTS[name][0] for name in names}
+    timing = args.phase == "speed"
+    allowed = ("trainer",) if timing else ("trainer", "competition")  # the competition recipe is not timed
+    shipped = ["competition"] if not timing and "competition" in recipe_names() else []
+    names = args.recipes or ["defaults", "trainer", *shipped]
+    unknown = [n for n in names if n not in allowed and n not in VARIANTS]
+    if unknown:
+        parser.error(f"--recipes: {' '.join(unknown)} cannot be timed (trainer or a variant)" if timing else
+                     f"--recipes: unknown {' '.join(unknown)} (defaults, trainer, competition or a variant)")
+    recipes = {name: ["--recipe", "competition"] if name == "competition" else [] if name == "trainer"
+               else VARIANTS[name][0] for name in names}
+    if timing:
         figures = {"phase": "speed: each run alone on the device, train seconds", "seed": args.seeds[0],
                    "model": Path(model).name, **speed(datasets, recipes, job, args.seeds[0])}
         figures["wall_s"] = round(time.perf_counter() - started, 1)
         return write_results("quality.py", results_name(args, "quality_speed"), figures)
-    names = args.recipes or ["defaults", "trainer", *(["competition"] if "competition" in recipe_names() else [])]
-    unknown = [n for n in names if n not in ("trainer", "competition") and n not in VARIANTS]
-    if unknown:
-        parser.error(f"--recipes: unknown {' '.join(unknown)} (defaults, trainer, competition or a variant)")
-    recipes = {name: ["--recipe", "competition"] if name == "competition" else [] if name == "trainer"
-               else VARIANTS[name][0] for name in names}
 
     jobs = [job(dataset, recipe, seed, options) for dataset in datasets for recipe, options in recipes.items()
             if applies(dataset, recipe) for seed in args.seeds]
     done = run_jobs(jobs, args.jobs, args.reuse)
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
-    if args.reuse:
-        figures["reused_runs"] = sum(bool(d.get("reused")) for d in done)
     if args.speed:
         figures.update(speed(datasets, recipes, job, args.seeds[0]))
     headline(figures)
-    if not args.reuse:  # reused runs' time is not this process's
-        figures["wall_s"] = round(time.perf_counter() - started, 1)
-    write_results("quality.py", results_name(args, "quality"), figures, device=ran_on(args, done))
+    device = finish(args, done, figures, started)
+    write_results("quality.py", results_name(args, "quality"), figures, device=device)
 
 
-def ran_on(args, done: list[dict]) -> str | None:
-    """The device to record: ``--ran-on`` when every run was reused from there, else this machine; the count of
-    reused runs goes into the figures' note."""
+def finish(args, done: list[dict], figures: dict, started: float) -> str | None:
+    """The last figures of a select or report run: ``reused_runs`` with ``--reuse`` (their time is not this
+    process's, so no ``wall_s`` then), else ``wall_s``; returns the device to record: ``--ran-on`` when every run
+    was reused from there, else None (this machine)."""
     reused = sum(bool(d.get("reused")) for d in done)
     if args.ran_on and reused < len(done):
         raise SystemExit(f"--ran-on {args.ran_on!r}: {len(done) - reused} of the {len(done)} runs ran here")
     if reused and not args.ran_on:
         raise SystemExit(f"--reuse: {reused} runs were taken from files; say where they ran with --ran-on")
+    if args.reuse:
+        figures["reused_runs"] = reused
+    else:
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
     return args.ran_on
 
 

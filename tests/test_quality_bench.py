@@ -33,8 +33,9 @@ def test_reused_runs_are_read_from_their_result_files(quality, tmp_path):
     assert [d["score"] for d in done] == [80.0, 82.0] and all(d["reused"] for d in done)
     figures = quality.summary(done, "test")
     assert figures["korsts_test_defaults_mean"] == 81.0 and figures["korsts_test_defaults_train_seconds_mean"] == 15.0
-    assert quality.ran_on(SimpleNamespace(ran_on="GPU x1"), done) == "GPU x1"
+    assert quality.finish(SimpleNamespace(ran_on="GPU x1", reuse=True), done, figures, 0.0) == "GPU x1"
+    assert figures["reused_runs"] == 2 and "wall_s" not in figures  # reused runs' time is not this process's
     with pytest.raises(SystemExit, match="--ran-on"):
-        quality.ran_on(SimpleNamespace(ran_on=None), done)
+        quality.finish(SimpleNamespace(ran_on=None, reuse=True), done, {}, 0.0)
     with pytest.raises(SystemExit, match="1 of the 2 runs ran here"):
-        quality.ran_on(SimpleNamespace(ran_on="GPU x1"), [done[0], {**done[1], "reused": False}])
+        quality.finish(SimpleNamespace(ran_on="GPU x1", reuse=True), [done[0], {**done[1], "reused": False}], {}, 0.0)
