@@ -387,8 +387,19 @@ def select_levers(figures: dict, datasets=SELECT_ON) -> list[str]:
 
 def write_recipe(helping: list[str], figures: dict, datasets=SELECT_ON) -> None:
     """``src/kluekit/recipes/competition.yaml`` from the helping variants, each under the tasks it was measured on
-    (a lever for every task goes to every selection task), with its measured gains as a comment."""
+    (a lever for every task goes to every selection task), with its measured gains as a comment. The sections (and
+    gain comments) of tasks this selection did not measure are kept as they were."""
+    import yaml
+
+    path = ROOT / "src/kluekit/recipes/competition.yaml"
+    measured_now = {DATASETS[d]["task"] for d in datasets}
     tasks, notes = {}, []
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        old_tasks = (yaml.safe_load(text) or {}).get("tasks") or {}
+        tasks = {task: values for task, values in old_tasks.items() if task not in measured_now}
+        notes = [line for line in text.splitlines() if line.startswith("# ") and " split gain " in line
+                 and not {DATASETS[d]["task"] for d in note_datasets(line)} & measured_now]
     for name in helping:
         options, task = VARIANTS[name]
         values, flag = {}, None
@@ -401,17 +412,21 @@ def write_recipe(helping: list[str], figures: dict, datasets=SELECT_ON) -> None:
                     values[flag.replace("-", "_")] = True
             else:
                 values[flag.replace("-", "_")] = yaml_value(item)
-        for measured in [task] if task else sorted({DATASETS[d]["task"] for d in datasets}):
+        for measured in [task] if task else sorted(measured_now):
             tasks.setdefault(measured, {}).update(values)
         ran_on = [d for d in datasets if f"{d}_split_{name}_mean" in figures]
         notes.append(f"# {name}: split gain {figures[f'gain_{name}']} on {' / '.join(ran_on)} (3 seeds)")
-    lines = ["# The competition recipe: the levers that beat kluekit's defaults on 10% splits of the KLUE-STS and",
-             "# NSMC training files (benchmarks/quality.py --phase select; quality_select.json), for the tasks they",
-             "# were measured on.", *notes]
-    import yaml
-
+    lines = ["# The competition recipe: the levers that beat kluekit's defaults on 10% splits of the training files",
+             "# (benchmarks/quality.py --phase select; quality_select*.json), for the tasks they were measured on.",
+             *notes]
     body = yaml.safe_dump({"tasks": tasks}, allow_unicode=True, sort_keys=True)
-    (ROOT / "src/kluekit/recipes/competition.yaml").write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+
+
+def note_datasets(line: str) -> list[str]:
+    """The data sets a recipe comment ``# name: split gain ... on a / b (3 seeds)`` was measured on."""
+    named = line.rsplit(" on ", 1)[-1].split(" (")[0]
+    return [d for d in named.split(" / ") if d in DATASETS]
 
 
 def yaml_value(text: str):

@@ -39,3 +39,29 @@ def test_reused_runs_are_read_from_their_result_files(quality, tmp_path):
         quality.finish(SimpleNamespace(ran_on=None, reuse=True), done, {}, 0.0)
     with pytest.raises(SystemExit, match="1 of the 2 runs ran here"):
         quality.finish(SimpleNamespace(ran_on="GPU x1", reuse=True), [done[0], {**done[1], "reused": False}], {}, 0.0)
+
+
+def test_write_recipe_keeps_the_tasks_another_selection_measured(quality, tmp_path, monkeypatch):
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    (tmp_path / "src/kluekit/recipes").mkdir(parents=True)
+    path = tmp_path / "src/kluekit/recipes/competition.yaml"
+    import yaml
+
+    # an RE selection first: its section is added, nothing else exists yet
+    quality.write_recipe(["rdrop_1"], {"klue_re_split_rdrop_1_mean": 79.0, "gain_rdrop_1": "+0.53"}, ("klue_re",))
+    assert yaml.safe_load(path.read_text())["tasks"] == {"re": {"rdrop": 1.0}}
+    # then an STS/NSMC selection: its tasks are written anew, the RE section and its comment stay
+    figures = {"klue_sts_split_swap_augment_mean": 97.0, "gain_swap_augment": "+0.26",
+               "klue_sts_split_no_grouping_mean": 97.0, "nsmc_split_no_grouping_mean": 84.0,
+               "gain_no_grouping": "+0.06 +0.60"}
+    quality.write_recipe(["no_grouping", "swap_augment"], figures)
+    text = path.read_text()
+    assert yaml.safe_load(text)["tasks"] == {"re": {"rdrop": 1.0}, "classify": {"group_by_length": False},
+                                             "sts": {"group_by_length": False, "swap_augment": True}}
+    assert "# rdrop_1: split gain +0.53 on klue_re (3 seeds)" in text
+    assert "# swap_augment: split gain +0.26 on klue_sts (3 seeds)" in text
+    # a second STS/NSMC selection replaces the first one's sections and comments
+    quality.write_recipe([], {})
+    text = path.read_text()
+    assert yaml.safe_load(text)["tasks"] == {"re": {"rdrop": 1.0}} and "swap_augment" not in text
+    assert quality.note_datasets("# rdrop_1: split gain +0.24 +1.00 on klue_sts / nsmc (3 seeds)") == ["klue_sts", "nsmc"]
