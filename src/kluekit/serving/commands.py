@@ -23,7 +23,6 @@ class _Stop(Exception):
 def check_inputs(settings: ServeSettings) -> None:
     """Cheap checks before anything loads, so a typo is one clear line rather than a failed startup."""
     from ..modeling import check_model_path
-    from ..rundir import RunDir
     from ..onnxrun import check_runtime, require_onnxruntime
 
     from .tasks import model_values, runtime_overrides, split_name
@@ -42,12 +41,9 @@ def check_inputs(settings: ServeSettings) -> None:
     if settings.index_dir and not settings.corpus:
         raise KluekitError("--index-dir needs --corpus")
     if settings.cross_encoder:
-        if not Path(settings.cross_encoder).is_dir():
-            raise KluekitError(f"--cross-encoder: no such directory {settings.cross_encoder!r}")
-        task = RunDir.open(settings.cross_encoder).task_name
-        if task != "sts":
-            raise KluekitError(f"--cross-encoder: {settings.cross_encoder} is a {task!r} run; "
-                               "it must be a 'kluekit train sts' run directory")
+        from .rerank import check_cross_encoder
+
+        check_cross_encoder(settings.cross_encoder)
     if not 1 <= settings.port <= 65535:
         raise KluekitError(f"--port: {settings.port} is not a port number (1-65535)")
 

@@ -10,6 +10,24 @@ import pandas as pd
 from ..errors import KluekitError
 
 
+CROSS_ENCODER_TASK = "sts"  # the task whose runs score a pair on 0-5
+
+
+def check_cross_encoder(run_dir: str) -> None:
+    """KluekitError unless ``run_dir`` is a run directory of a ``kluekit train sts`` run."""
+    from ..rundir import RUN_INFO, RunDir
+
+    if not Path(run_dir).is_dir():
+        raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
+    if not (Path(run_dir) / RUN_INFO).is_file():
+        raise KluekitError(f"--cross-encoder: {run_dir} is not a kluekit run directory (no {RUN_INFO}); "
+                           f"train one with 'kluekit train {CROSS_ENCODER_TASK}'")
+    trained_for = RunDir.open(run_dir).task_name
+    if trained_for != CROSS_ENCODER_TASK:
+        raise KluekitError(f"--cross-encoder: {run_dir} is a {trained_for!r} run; "
+                           f"it must be a 'kluekit train {CROSS_ENCODER_TASK}' run directory")
+
+
 class CrossEncoderScorer:
     """Scores pairs with a trained STS run directory: ``scorer([("a", "b")]) -> array([3.2])`` (0-5).
 
@@ -19,15 +37,9 @@ class CrossEncoderScorer:
 
     def __init__(self, run_dir: str, max_length: int = 0, batch_size: int = 64, runtime: str = "torch"):
         from ..predictor import Predictor
-        from ..rundir import RunDir
 
-        if not Path(run_dir).is_dir():
-            raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
-        trained_for = RunDir.open(run_dir).task_name
-        if trained_for != "sts":
-            raise KluekitError(f"--cross-encoder: {run_dir} was trained for {trained_for!r}; "
-                               "it must be a 'kluekit train sts' run")
-        self.predictor = Predictor(run_dir, "sts", precision="fp32", runtime=runtime, batch_size=batch_size,
+        check_cross_encoder(run_dir)
+        self.predictor = Predictor(run_dir, CROSS_ENCODER_TASK, precision="fp32", runtime=runtime, batch_size=batch_size,
                                    progress=False)
         self.predictor.max_length = max_length or self.predictor.max_length
         self.tokenizer, self.model, self.device, _ = self.predictor.load()
