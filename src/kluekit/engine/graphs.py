@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger("kluekit")
-MAX_GRAPHS = 24  # each shape keeps its own memory pool; past this many shapes, run eagerly
+MAX_GRAPHS = 24  # past this many shapes, run eagerly
 IDS = "input_ids"
 
 
@@ -60,6 +60,11 @@ class GraphedSteps:
     ``zero_grad(set_to_none=False)``): the graphs add into them in place. ``plain_forward`` (default ``forward``)
     runs the batches that are not captured because they are not full (an epoch's last): with a compiled
     ``forward`` that one odd shape would otherwise cost a whole recompilation.
+
+    All shapes' graphs share one memory pool (``share_pool``), as serving engines share one across batch sizes:
+    each graph reads only its static batch and the parameters and writes only into ``.grad`` and its own loss,
+    which the caller reads before the next replay is queued, so no replay needs what another left in the pool.
+    Without sharing, each shape kept its own pool and a run's graphs held the sum of their activations.
     """
 
     def __init__(self, model, forward, loss, batch_size: int, precision: str, accum: int = 1, plain_forward=None):
@@ -68,6 +73,7 @@ class GraphedSteps:
         self.dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
         self.graphs: dict[tuple, tuple] = {}
         self.failed = False
+        self.share_pool, self.pool = True, None
         self.params = [p for p in model.parameters() if p.requires_grad]
         for param in self.params:
             if param.grad is None:
@@ -104,6 +110,11 @@ class GraphedSteps:
         graph.replay()
         return static_loss
 
+    def release(self) -> None:
+        """Drop the graphs and their memory pool (before another stage builds its own)."""
+        self.graphs.clear()
+        self.pool = None
+
     def capture(self, batch: dict):
         """Warm up on a side stream (as CUDA graphs require), then capture; the gradients and the random
         generators are left as found, so a run draws the same numbers whenever its shapes are captured."""
@@ -119,9 +130,11 @@ class GraphedSteps:
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             # thread_local: the DataLoader's pinning thread may call CUDA meanwhile
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 static_loss = self.forward_loss(static_batch)
                 (static_loss / self.accum).backward()
+            if self.share_pool and self.pool is None:
+                self.pool = graph.pool()
         except Exception as error:  # a model or loss that cannot be captured trains eagerly
             self.failed = True
             log.warning("CUDA graphs off (capture failed: %s); training eagerly", str(error).splitlines()[0])

@@ -311,5 +311,5 @@ class Trainer:
             result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         if self.graphed is not None:
             result.update(cuda_graph_shapes=len(self.graphed.graphs), cuda_graphs_failed=self.graphed.failed)
-            self.graphed.graphs.clear()  # free the graphs' memory pools before the next stage
+            self.graphed.release()  # free the graphs' memory pool before the next stage
         return result
