@@ -7,7 +7,9 @@ levers competitors use, 3 seeds each.
 
 Data (e5-small-ko): KorSTS train -> test (Pearson), KLUE-STS train -> dev (Pearson), NSMC's first 5,000 training
 reviews -> its 50,000 test reviews (accuracy); with ``--datasets klue_ner``, KLUE-NER's first 5,000 training
-sentences -> its dev set (entity F1; no Trainer recipe), e.g. to choose ``--char-slots``::
+sentences -> its dev set (entity F1; no Trainer recipe); with ``--datasets klue_re``, KLUE-RE's shared train ->
+its labelled test (micro F1); with ``--datasets biencoder``, the bi-encoder on KLUE-STS train + KorSTS train ->
+KorSTS test (Spearman). E.g. to choose ``--char-slots``::
 
     python benchmarks/quality.py --phase select --datasets klue_ner --variants defaults char_slots_2 char_slots_4 \
         --name quality_select_ner --jobs 6
@@ -64,6 +66,12 @@ DATASETS = {
                     test="klue_re/boostcamp_test_data_with_labels.csv",
                     options=["--entity-style", "typed", "--pooling", "entity", "--loss", "focal", "--epochs", "5",
                              "--learning-rate", "1e-4", "--max-length", "256"], metric="micro_f1", trainer_epochs=None),
+    # the bi-encoder: KLUE-STS train + KorSTS train -> KorSTS test (Spearman of the cosines); biencoder_e5.py's
+    # recipe (CoSENT, fp32, the "query: " prompt), scored after the last epoch like every data set here; no Trainer
+    "biencoder": dict(task="biencoder", train=["klue_sts/klue_sts_train.csv", "korsts/sts-train.tsv"],
+                      test="korsts/sts-test.tsv",
+                      options=["--loss", "cosent", "--precision", "fp32", "--prompt", "query: "], metric="spearman",
+                      trainer_epochs=None),
 }
 SELECT_ON = ("klue_sts", "nsmc")
 REPORT_ON = ("korsts", "klue_sts", "nsmc")
@@ -96,7 +104,7 @@ def kluekit_run(job: dict) -> dict:
     """``kluekit train`` (and, unless selecting, ``kluekit evaluate`` on the test file): the run's score."""
     data, run = DATASETS[job["dataset"]], Path(job["run_dir"])
     train = job["files"]["train"]
-    argv = ["train", data["task"], "--model", job["model"], "--train", train, "--output-dir", str(run), "--overwrite",
+    argv = ["train", data["task"], "--model", job["model"], "--train", *train, "--output-dir", str(run), "--overwrite",
             "--seed", str(job["seed"]), "--no-tensorboard", *data["options"], *job["options"], *job["quick"]]
     folds = "--folds" in job["options"]  # k-fold + ensemble: the mean of the fold models is scored
     if job["phase"] == "select":
@@ -124,6 +132,7 @@ def kluekit_run(job: dict) -> dict:
 def trainer_run(job: dict) -> dict:
     """The Trainer recipe of the transformers examples on the same examples kluekit reads."""
     import numpy as np
+    import pandas as pd
     import torch
     from scipy.stats import pearsonr
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
@@ -133,7 +142,8 @@ def trainer_run(job: dict) -> dict:
     data = DATASETS[job["dataset"]]
     task_class = get_task_class(data["task"])
     task = task_class(task_class.Options(preset="nsmc")) if data["task"] == "classify" else task_class()
-    train, test = (task.read(job["files"][part]) for part in ("train", "test"))
+    train = pd.concat([task.read(path) for path in job["files"]["train"]], ignore_index=True)
+    test = task.read(job["files"]["test"])
     regression = data["metric"] == "pearson"
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
 
@@ -199,29 +209,36 @@ def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]
 
 
 def files(shared: Path, work: Path, quick: bool) -> dict:
-    """The train/test files of each data set (``--quick``: their first rows, copied)."""
-    import pandas as pd
-
+    """The train files (a list) and the test file of each data set (``--quick``: their first rows, copied)."""
     out = {}
     for name, data in DATASETS.items():
-        out[name] = {part: str(shared / "data" / data[part]) for part in ("train", "test")}
+        trains = [data["train"]] if isinstance(data["train"], str) else data["train"]
+        paths = {"train": [shared / "data" / rel for rel in trains], "test": shared / "data" / data["test"]}
         if quick:
-            for part, rows in (("train", 96), ("test", 64)):
-                source = Path(out[name][part])
-                if data["task"] == "ner":  # KLUE-NER: sentences are blocks between blank lines
-                    target = work / f"{name}-{part}.tsv"
-                    blocks = source.read_text(encoding="utf-8").split("\n\n")
-                    target.write_text("\n\n".join(blocks[:rows]) + "\n\n", encoding="utf-8")
-                elif source.suffix == ".json":  # KLUE-STS dev: a JSON list
-                    target = work / f"{name}-{part}.json"
-                    target.write_text(json.dumps(json.loads(source.read_text(encoding="utf-8"))[:rows], ensure_ascii=False))
-                else:
-                    sep = "\t" if source.suffix in (".tsv", ".txt") else ","
-                    target = work / f"{name}-{part}{source.suffix}"
-                    frame = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
-                    frame.head(rows).to_csv(target, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
-                out[name][part] = str(target)
+            paths = {"train": [first_rows(path, 96, work / f"{name}-train{i}", data["task"])
+                               for i, path in enumerate(paths["train"])],
+                     "test": first_rows(paths["test"], 64, work / f"{name}-test", data["task"])}
+        out[name] = {"train": [str(path) for path in paths["train"]], "test": str(paths["test"])}
     return out
+
+
+def first_rows(source: Path, rows: int, stem: Path, task: str) -> Path:
+    """A copy of ``source``'s first ``rows`` examples at ``stem`` + its suffix (same format)."""
+    import pandas as pd
+
+    if task == "ner":  # KLUE-NER: sentences are blocks between blank lines
+        target = stem.with_suffix(".tsv")
+        blocks = source.read_text(encoding="utf-8").split("\n\n")
+        target.write_text("\n\n".join(blocks[:rows]) + "\n\n", encoding="utf-8")
+    elif source.suffix == ".json":  # KLUE-STS dev: a JSON list
+        target = stem.with_suffix(".json")
+        target.write_text(json.dumps(json.loads(source.read_text(encoding="utf-8"))[:rows], ensure_ascii=False))
+    else:
+        sep = "\t" if source.suffix in (".tsv", ".txt") else ","
+        target = stem.with_suffix(source.suffix)
+        frame = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
+        frame.head(rows).to_csv(target, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
+    return target
 
 
 def summary(done: list[dict], key: str) -> dict:
