@@ -65,3 +65,19 @@ def test_write_recipe_keeps_the_tasks_another_selection_measured(quality, tmp_pa
     text = path.read_text()
     assert yaml.safe_load(text)["tasks"] == {"re": {"rdrop": 1.0}} and "swap_augment" not in text
     assert quality.note_datasets("# rdrop_1: split gain +0.24 +1.00 on klue_sts / nsmc (3 seeds)") == ["klue_sts", "nsmc"]
+
+
+def test_quick_files_copy_the_first_rows_of_every_train_file(quality, tmp_path):
+    from conftest import shared_path
+
+    import pandas as pd
+
+    shared = shared_path("data").parent
+    out = quality.files(shared, tmp_path, quick=True)
+    assert set(out) == set(quality.DATASETS)
+    trains = out["biencoder"]["train"]  # two train files, each cut to its first 96 rows in its own format
+    assert [Path(p).suffix for p in trains] == [".csv", ".tsv"]
+    assert len(pd.read_csv(trains[0])) == 96 and len(pd.read_csv(trains[1], sep="\t", quoting=3)) == 96
+    assert len(json.loads(Path(out["klue_sts"]["test"]).read_text(encoding="utf-8"))) == 64
+    assert Path(out["klue_ner"]["train"][0]).read_text(encoding="utf-8").count("\n\n") == 96
+    assert quality.files(shared, tmp_path, quick=False)["nsmc"]["train"] == [str(shared / "data" / quality.DATASETS["nsmc"]["train"])]
