@@ -32,6 +32,13 @@ import pandas as pd
 import torch
 
 
+def label_config(names) -> dict:
+    """A head's config overrides for output names ``names``: their count, id2label and label2id."""
+    names = list(names)
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {name: i for i, name in enumerate(names)}}
+
+
 @dataclass
 class TaskOptions:
     """Options of one task (subclasses add fields declared with ``config.opt``)."""
@@ -132,8 +139,7 @@ class Task:
 
     def model_config(self) -> dict:
         """Config overrides for a fresh head: the label count and names (saved as id2label/label2id)."""
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                "label2id": {label: i for i, label in enumerate(self.labels)}}
+        return label_config(self.labels)
 
     def build_model(self, name: str):
         """(tokenizer, model): the pretrained ``name`` with this task's fresh head and special tokens."""

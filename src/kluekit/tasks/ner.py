@@ -31,7 +31,7 @@ from ..config import opt
 from ..data.ner import NER_LABELS, char_probs, ner_label_set, read_ner, token_labels, token_slot_labels, write_ner
 from ..errors import DataError, KluekitError
 from ..metrics import ner_metrics
-from .base import Task, TaskOptions, softmax
+from .base import Task, TaskOptions, label_config, softmax
 
 log = logging.getLogger("kluekit")
 
@@ -136,9 +136,7 @@ class NERTask(Task):
         slots = self.options.char_slots
         if not slots:
             return super().model_config()
-        names = [f"{label}@{k}" for k in range(slots) for label in self.labels]  # slot-major, as slot_logits reads
-        return {"num_labels": len(names), "id2label": dict(enumerate(names)),
-                "label2id": {name: i for i, name in enumerate(names)}}
+        return label_config(f"{label}@{k}" for k in range(slots) for label in self.labels)  # slot-major, as slot_logits reads
 
     def collator(self, tokenizer, pad_to_multiple_of=None):
         if self.options.char_slots:
