@@ -177,9 +177,14 @@ def worker(path: str) -> None:
 
 # ---- the jobs ---------------------------------------------------------------------------------------------
 
+OUT_OF_MEMORY = ("CUDA out of memory", "OutOfMemoryError")
+RETRIES = 2  # a run that ran out of GPU memory beside others goes again, with fewer beside it
+
+
 def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]:
     """Each job in its own process, ``parallel`` at a time; a job's result is read from its file (``reuse``: a job
-    whose result file is already there is not run again)."""
+    whose result file is already there is not run again). A job that ran out of GPU memory while others ran is
+    queued again (up to ``RETRIES`` times) and from then on as many run at once as were left running."""
     reused = [job for job in jobs if reuse and Path(job["result"]).is_file()]
     done = [{**job, **json.loads(Path(job["result"]).read_text()), "reused": True} for job in reused]
     pending, running = [job for job in jobs if job not in reused], []
@@ -200,11 +205,19 @@ def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]
                 continue
             running.remove(entry)
             log.close()
+            name = f"{job['dataset']} {job['recipe']} seed {job['seed']}"
             if process.returncode:
-                raise SystemExit(f"{job['dataset']} {job['recipe']} seed {job['seed']} failed: see {job['run_dir']}.log")
+                text = Path(job["run_dir"] + ".log").read_text(encoding="utf-8", errors="replace")
+                tries = job.get("retries", 0)
+                if running and tries < RETRIES and any(marker in text for marker in OUT_OF_MEMORY):
+                    parallel = len(running)
+                    pending.insert(0, {**job, "retries": tries + 1})
+                    print(f"{name}: out of GPU memory beside {len(running)} other runs; again, {parallel} at a time",
+                          flush=True)
+                    continue
+                raise SystemExit(f"{name} failed: see {job['run_dir']}.log")
             done.append({**job, **json.loads(Path(job["result"]).read_text())})
-            print(f"{job['dataset']} {job['recipe']} seed {job['seed']}: {done[-1]['score']:.2f} "
-                  f"({done[-1]['train_seconds']:.1f}s)", flush=True)
+            print(f"{name}: {done[-1]['score']:.2f} ({done[-1]['train_seconds']:.1f}s)", flush=True)
     return done
 
 

@@ -81,3 +81,37 @@ def test_quick_files_copy_the_first_rows_of_every_train_file(quality, tmp_path):
     assert len(json.loads(Path(out["klue_sts"]["test"]).read_text(encoding="utf-8"))) == 64
     assert Path(out["klue_ner"]["train"][0]).read_text(encoding="utf-8").count("\n\n") == 96
     assert quality.files(shared, tmp_path, quick=False)["nsmc"]["train"] == [str(shared / "data" / quality.DATASETS["nsmc"]["train"])]
+
+
+def test_a_run_out_of_gpu_memory_goes_again_with_fewer_beside_it(quality, tmp_path, monkeypatch):
+    attempts = []
+
+    class FakeRun:  # a worker process: "a" runs out of memory on its first try, every other run writes its result
+        def __init__(self, argv, stdout, **kwargs):
+            job = json.loads(Path(argv[-1]).read_text())
+            attempts.append(job["seed"])
+            self.returncode = 0
+            if job["seed"] == 1 and attempts.count(1) == 1:
+                stdout.write("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 22.00 MiB\n")
+                self.returncode = 1
+            else:
+                Path(job["result"]).write_text(json.dumps({"score": 80.0 + job["seed"], "train_seconds": 1.0}))
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(quality.subprocess, "Popen", FakeRun)
+    monkeypatch.setattr(quality.time, "sleep", lambda seconds: None)
+    jobs = [{"dataset": "korsts", "recipe": "defaults", "seed": seed, "run_dir": str(tmp_path / f"s{seed}"),
+             "result": str(tmp_path / f"s{seed}.result.json")} for seed in (1, 2, 3)]
+    done = quality.run_jobs(jobs, parallel=3)
+    assert sorted(d["score"] for d in done) == [81.0, 82.0, 83.0] and attempts.count(1) == 2
+
+    class AlwaysOut(FakeRun):
+        def __init__(self, argv, stdout, **kwargs):
+            stdout.write("torch.OutOfMemoryError: CUDA out of memory\n")
+            self.returncode = 1
+
+    monkeypatch.setattr(quality.subprocess, "Popen", AlwaysOut)  # alone and still out of memory: one clear stop
+    with pytest.raises(SystemExit, match="korsts defaults seed 1 failed: see"):
+        quality.run_jobs(jobs[:1], parallel=3)
