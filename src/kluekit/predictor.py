@@ -59,7 +59,7 @@ class Predictor:
     def predict(self, examples: pd.DataFrame):
         """The task's predictions for ``examples`` (read by this task), in their order."""
         tokenizer, model, device, precision = self.load()
-        features = self.task.encode(examples, tokenizer, self.max_length)
+        features = self.task.inference_features(examples, tokenizer, self.max_length)
         started = time.perf_counter()
         raw = predict_raw(self.task, model, tokenizer, features, self.batch_size or default_batch_size(device), device,
                           precision, progress=self.progress)

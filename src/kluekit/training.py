@@ -169,7 +169,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
         add_multisample_dropout(model, cfg.multi_sample_dropout)
     max_length = task.max_length(model, cfg.max_length)
     train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
-    dev_sets = [(name, frame, task.encode(frame, tokenizer, max_length)) for name, _, frame in dev_files]
+    dev_sets = [(name, frame, task.inference_features(frame, tokenizer, max_length)) for name, _, frame in dev_files]
     stages = task.stages(cfg, tokenizer, model, max_length) + [main_stage(task, cfg, tokenizer, train_set)]
     device = resolve_device()
     evaluator = Evaluator(task, tokenizer, dev_sets, cfg.eval_batch_size, device,

@@ -112,6 +112,11 @@ class Task:
         ``_`` are for the task's own use in ``outputs`` and never reach the model."""
         raise NotImplementedError
 
+    def inference_features(self, examples: pd.DataFrame, tokenizer, max_length: int) -> dict[str, list]:
+        """The features dev scoring, ``evaluate`` and ``predict`` run the model on (default: ``encode``'s); a task
+        may add more views of each example here and fold them back in ``outputs``."""
+        return self.encode(examples, tokenizer, max_length)
+
     def texts(self, examples: pd.DataFrame) -> list[str]:
         """The input texts of the examples, labels left out (language-model pre-training on a task's files)."""
         from ..errors import KluekitError

@@ -127,6 +127,9 @@ class BiencoderTask(STSTask):
     def batch_outputs(self, outputs, batch):
         return F.cosine_similarity(outputs[0].float(), outputs[1].float(), dim=-1)[:, None].detach().cpu().numpy()
 
+    def inference_features(self, examples, tokenizer, max_length):
+        return self.encode(examples, tokenizer, max_length)  # the cosine is symmetric: one order is enough
+
     def outputs(self, raw, features=None):
         """5 x cosine similarity (not clipped: the correlations see the raw scores)."""
         return 5.0 * np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0]

@@ -30,6 +30,14 @@ def swap_augment_option():
 class STSOptions(TaskOptions):
     loss: str = opt("mse", "regression loss", choices=list(LOSSES))
     swap_augment: bool = swap_augment_option()
+    swap_average: bool = opt(False, "score every pair in both orders and average the two scores (dev scoring, "
+                                    "evaluate, predict and serving; twice the prediction work)")
+
+
+def with_swapped(examples: pd.DataFrame) -> pd.DataFrame:
+    """``examples`` followed by the same pairs with their sentences swapped."""
+    swapped = examples.rename(columns={"sentence1": "sentence2", "sentence2": "sentence1"})
+    return pd.concat([examples, swapped[examples.columns]], ignore_index=True)
 
 
 class STSTask(Task):
@@ -53,10 +61,14 @@ class STSTask(Task):
         return examples["sentence1"].tolist() + examples["sentence2"].tolist()
 
     def augment(self, examples):
-        if not self.options.swap_augment:
-            return examples
-        swapped = examples.rename(columns={"sentence1": "sentence2", "sentence2": "sentence1"})
-        return pd.concat([examples, swapped[examples.columns]], ignore_index=True)
+        return with_swapped(examples) if self.options.swap_augment else examples
+
+    def inference_features(self, examples, tokenizer, max_length):
+        if not self.options.swap_average:
+            return self.encode(examples, tokenizer, max_length)
+        features = self.encode(with_swapped(examples), tokenizer, max_length)
+        features["_order"] = [0] * len(examples) + [1] * len(examples)  # outputs averages the two orders
+        return features
 
     def encode(self, examples, tokenizer, max_length):
         first, second = (clip_text(examples[c].tolist(), max_length * CHARS_PER_TOKEN) for c in ("sentence1", "sentence2"))
@@ -72,7 +84,10 @@ class STSTask(Task):
         return LOSSES[self.options.loss](outputs.logits.squeeze(-1).float(), batch["labels"].float())
 
     def outputs(self, raw, features=None):
-        return np.clip(np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0], 0.0, 5.0)
+        scores = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0]
+        if features is not None and "_order" in features:  # both orders of each pair (swap_average): their mean
+            scores = scores.reshape(2, -1).mean(axis=0)
+        return np.clip(scores, 0.0, 5.0)
 
     def gold(self, examples):
         return examples["label"].to_numpy(dtype=np.float64)
