@@ -216,6 +216,8 @@ def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]
                     print(f"{name}: out of GPU memory beside {len(running)} other runs; again, {parallel} at a time",
                           flush=True)
                     continue
+                for _, other, _ in running:  # the call stops here: free the GPU for what comes after it
+                    other.terminate()
                 raise SystemExit(f"{name} failed: see {job['run_dir']}.log")
             done.append({**job, **json.loads(Path(job["result"]).read_text())})
             print(f"{name}: {done[-1]['score']:.2f} ({done[-1]['train_seconds']:.1f}s)", flush=True)

@@ -84,7 +84,7 @@ def test_quick_files_copy_the_first_rows_of_every_train_file(quality, tmp_path):
 
 
 def test_a_run_out_of_gpu_memory_goes_again_with_fewer_beside_it(quality, tmp_path, monkeypatch):
-    attempts = []
+    attempts, terminated = [], []
 
     class FakeRun:  # a worker process: "a" runs out of memory on its first try, every other run writes its result
         def __init__(self, argv, stdout, **kwargs):
@@ -99,6 +99,9 @@ def test_a_run_out_of_gpu_memory_goes_again_with_fewer_beside_it(quality, tmp_pa
 
         def poll(self):
             return self.returncode
+
+        def terminate(self):
+            terminated.append(self)
 
     monkeypatch.setattr(quality.subprocess, "Popen", FakeRun)
     monkeypatch.setattr(quality.time, "sleep", lambda seconds: None)
@@ -115,3 +118,20 @@ def test_a_run_out_of_gpu_memory_goes_again_with_fewer_beside_it(quality, tmp_pa
     monkeypatch.setattr(quality.subprocess, "Popen", AlwaysOut)  # alone and still out of memory: one clear stop
     with pytest.raises(SystemExit, match="korsts defaults seed 1 failed: see"):
         quality.run_jobs(jobs[:1], parallel=3)
+
+    class Running(FakeRun):  # runs until stopped
+        def __init__(self, argv, stdout, **kwargs):
+            self.returncode = None
+
+    def fail_first(argv, stdout, **kwargs):  # seed 1 fails (not for memory), the others are still running
+        if json.loads(Path(argv[-1]).read_text())["seed"] == 1:
+            stdout.write("ValueError: a bad option\n")
+            run = FakeRun.__new__(FakeRun)
+            run.returncode = 2
+            return run
+        return Running(argv, stdout)
+
+    monkeypatch.setattr(quality.subprocess, "Popen", fail_first)
+    with pytest.raises(SystemExit, match="seed 1 failed"):
+        quality.run_jobs(jobs, parallel=3)
+    assert len(terminated) == 2  # the two still running were stopped
