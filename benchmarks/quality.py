@@ -424,6 +424,8 @@ def write_recipe(helping: list[str], figures: dict, datasets=SELECT_ON) -> None:
     gain comments) of tasks this selection did not measure are kept as they were."""
     import yaml
 
+    from kluekit.data.io import write_text_atomic
+
     path = ROOT / "src/kluekit/recipes/competition.yaml"
     measured_now = {DATASETS[d]["task"] for d in datasets}
     tasks, notes = {}, []
@@ -453,7 +455,7 @@ def write_recipe(helping: list[str], figures: dict, datasets=SELECT_ON) -> None:
              "# (benchmarks/quality.py --phase select; quality_select*.json), for the tasks they were measured on.",
              *notes]
     body = yaml.safe_dump({"tasks": tasks}, allow_unicode=True, sort_keys=True)
-    path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines) + "\n" + body)
 
 
 def note_datasets(line: str) -> list[str]:

@@ -63,11 +63,11 @@ class RunDir:
         return run
 
     @classmethod
-    def open(cls, path) -> "RunDir":
-        """An existing run; KluekitError naming --model when ``path`` holds no kluekit run."""
+    def open(cls, path, option: str = "--model") -> "RunDir":
+        """An existing run; KluekitError naming ``option`` when ``path`` holds no kluekit run."""
         run = cls(path)
         if not (run.path / RUN_INFO).is_file():
-            raise KluekitError(f"--model: {path} is not a kluekit run directory (no {RUN_INFO}); "
+            raise KluekitError(f"{option}: {path} is not a kluekit run directory (no {RUN_INFO}); "
                                "train one with 'kluekit train'")
         return run
 

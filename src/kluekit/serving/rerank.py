@@ -15,14 +15,11 @@ CROSS_ENCODER_TASK = "sts"  # the task whose runs score a pair on 0-5
 
 def check_cross_encoder(run_dir: str) -> None:
     """KluekitError unless ``run_dir`` is a run directory of a ``kluekit train sts`` run."""
-    from ..rundir import RUN_INFO, RunDir
+    from ..rundir import RunDir
 
     if not Path(run_dir).is_dir():
         raise KluekitError(f"--cross-encoder: no such directory {run_dir!r}")
-    if not (Path(run_dir) / RUN_INFO).is_file():
-        raise KluekitError(f"--cross-encoder: {run_dir} is not a kluekit run directory (no {RUN_INFO}); "
-                           f"train one with 'kluekit train {CROSS_ENCODER_TASK}'")
-    trained_for = RunDir.open(run_dir).task_name
+    trained_for = RunDir.open(run_dir, option="--cross-encoder").task_name
     if trained_for != CROSS_ENCODER_TASK:
         raise KluekitError(f"--cross-encoder: {run_dir} is a {trained_for!r} run; "
                            f"it must be a 'kluekit train {CROSS_ENCODER_TASK}' run directory")
