@@ -162,6 +162,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     set_seed(cfg.seed)
     train_examples, dev_files = read_data(task, cfg, examples)
     tokenizer, model = task.build_model(cfg.model)
+    task.init_head(model, train_examples)
     if cfg.reinit_layers:  # also on --resume: the same seed, the same weights, and the checkpoint's replace them
         reinit_top_layers(model, cfg.reinit_layers, cfg.seed)
         log.info("re-initialised the top %d encoder layers", cfg.reinit_layers)

@@ -152,6 +152,10 @@ class Task:
 
         return load_pretrained(name, self.model_class(), self.model_config(), self.special_tokens)
 
+    def init_head(self, model, train_examples: pd.DataFrame) -> None:
+        """Set the fresh head from the training examples (after any ``--dev-split``) before the first step
+        (default: as built)."""
+
     def load_model(self, run_dir, device):
         """(tokenizer, model in eval mode on ``device``) saved in a run directory by ``save_model``."""
         from ..modeling import load_saved

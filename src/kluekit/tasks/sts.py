@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 
 from ..config import opt
@@ -32,6 +33,8 @@ class STSOptions(TaskOptions):
     swap_augment: bool = swap_augment_option()
     swap_average: bool = opt(False, "score every pair in both orders and average the two scores (dev scoring, "
                                     "evaluate, predict and serving; twice the prediction work)")
+    init_mean: bool = opt(False, "start the regression head's output at the training labels' mean (its bias) "
+                                 "instead of 0, so the first steps fit the spread, not the offset")
 
 
 def with_swapped(examples: pd.DataFrame) -> pd.DataFrame:
@@ -79,6 +82,12 @@ class STSTask(Task):
 
     def model_config(self):
         return {"num_labels": 1, "problem_type": "regression"}
+
+    def init_head(self, model, train_examples):
+        if self.options.init_mean:
+            out = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1][-1]
+            with torch.no_grad():
+                out.bias.fill_(float(train_examples["label"].mean()))
 
     def loss(self, outputs, batch):
         return LOSSES[self.options.loss](outputs.logits.squeeze(-1).float(), batch["labels"].float())
