@@ -31,9 +31,11 @@ def swap_augment_option():
 class STSOptions(TaskOptions):
     loss: str = opt("mse", "regression loss", choices=list(LOSSES))
     swap_augment: bool = swap_augment_option()
-    swap_average: bool = opt(False, "score every pair in both orders and average the two scores (dev scoring, "
-                                    "evaluate, predict and serving; twice the prediction work)")
-    init_mean: bool = opt(False, "start the regression head's output at the training labels' mean (its bias) "
+    # both on by default: chosen together on 10% splits of KorSTS and KLUE-STS training data (3 seeds,
+    # benchmarks/results/quality_select_init.json, `init_mean_swap_average`)
+    swap_average: bool = opt(True, "score every pair in both orders and average the two scores (dev scoring, "
+                                   "evaluate, predict and serving; twice the prediction work)")
+    init_mean: bool = opt(True, "start the regression head's output at the training labels' mean (its bias) "
                                  "instead of 0, so the first steps fit the spread, not the offset")
 
 
