@@ -14,6 +14,9 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
   -> quality.json, biencoder.json;
 - ``korsts_speedup_vs_trainer`` (and KLUE-STS, NSMC): the defaults' training speed over the ``Trainer`` recipe's,
   each run alone on the GPU, from ``quality_speed.json`` -> quality.json;
+- every ``korsts_*`` and ``klue_sts_*`` figure and ``competition_recipe_gain_sts``: the STS report with the STS
+  defaults of 2026-12-02 (``--init-mean --swap-average``), from ``quality_sts_report.json`` -> quality.json (whose
+  own STS figures, from the old defaults, stay in ``quality_v1.json``, a copy of quality.json before this);
 - ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
   against the Trainer recipe, from ``clm_speed.json`` -> generate.json (``generate.py`` copies them too when it
   runs).
@@ -43,13 +46,25 @@ KEYS = {
 }
 
 
+# (source file, key prefixes, files that get them): every key of the source with one of the prefixes
+PREFIXES = [("quality_sts_report", ("korsts_", "klue_sts_", "competition_recipe_gain_sts"), ("quality",))]
+
+
 def read(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
 
 
+def copies() -> dict:
+    """key: (source file, source key, files that get it), for KEYS and PREFIXES."""
+    found = dict(KEYS)
+    for source, prefixes, names in PREFIXES:
+        found.update({key: (source, key, names) for key in read(source) if key.startswith(prefixes)})
+    return found
+
+
 def main() -> None:
     targets: dict[str, dict] = {}
-    for key, (source, source_key, names) in KEYS.items():
+    for key, (source, source_key, names) in copies().items():
         figures = read(source)
         for name in names:
             target = targets.setdefault(name, read(name))

@@ -130,6 +130,9 @@ class BiencoderTask(STSTask):
     def inference_features(self, examples, tokenizer, max_length):
         return self.encode(examples, tokenizer, max_length)  # the cosine is symmetric: one order is enough
 
+    def init_head(self, model, train_examples):
+        """No regression head to start at the labels' mean: the scores are cosines."""
+
     def outputs(self, raw, features=None):
         """5 x cosine similarity (not clipped: the correlations see the raw scores)."""
         return 5.0 * np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0]
