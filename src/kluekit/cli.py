@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                         task_cls.train_defaults if config_cls is TrainConfig else None)
             if config_cls is TrainConfig:
                 add_options(task_parser, task_cls.Options, f"{name} options")
+            elif task_cls.inference_options:
+                add_options(task_parser, task_cls.Options, f"{name} options (default: as the run was trained)",
+                            defaults={n: None for n in task_cls.inference_options}, only=task_cls.inference_options)
     for name, command in commands.items():
         _add_command(verbs, name, command)
     for name, (help_text, group) in _groups().items():
@@ -117,11 +120,12 @@ def run(argv: list[str] | None = None) -> object:
         result = runner.train(task, cfg)
         print_train_result(result, task)
         return result
+    task_options = {n: values.pop(n) for n in task_cls.inference_options if n in values}
     cfg = build(config_cls, values)
     check_format(task_cls, cfg.format)
     if verb == "predict":
-        return runner.predict(cfg, task_name)
-    result = runner.evaluate(cfg, task_name)
+        return runner.predict(cfg, task_name, task_options)
+    result = runner.evaluate(cfg, task_name, task_options)
     print("\n".join(f"{k}: {v:.2f}" for k, v in result["metrics"].items()))
     if result["report"]:
         print("\n".join(result["report"]))

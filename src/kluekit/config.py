@@ -149,11 +149,13 @@ def flag(name: str) -> str:
 
 
 def add_options(parser: argparse.ArgumentParser, cls, title: str, choices: dict | None = None,
-                defaults: dict | None = None) -> None:
-    """Add one option per dataclass field; help shows the default (``choices`` overrides allowed values,
-    ``defaults`` the defaults shown: a task's own, which the caller applies)."""
+                defaults: dict | None = None, only: tuple[str, ...] | None = None) -> None:
+    """Add one option per dataclass field (``only``: just those); help shows the default (``choices`` overrides
+    allowed values, ``defaults`` the defaults shown: a task's own, which the caller applies)."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         meta = dict(f.metadata)
         if choices and f.name in choices:
             meta["choices"] = list(choices[f.name])

@@ -9,6 +9,8 @@ Used by ``predict``, ``evaluate``, ``ensemble`` and the API's reranker::
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 
@@ -24,14 +26,17 @@ log = logging.getLogger("kluekit")
 
 class Predictor:
     """A run directory's task and model. ``runtime``: torch, or ONNX Runtime on the CPU (``onnx``,
-    ``onnx-int8``); ``batch_size`` 0: ``default_batch_size``. The model is loaded on first use, so input
+    ``onnx-int8``); ``batch_size`` 0: ``default_batch_size``; ``task_options``: values of the task's
+    ``inference_options`` to use instead of the trained run's. The model is loaded on first use, so input
     checks come first; ``seconds`` adds up the time spent predicting."""
 
     def __init__(self, run_dir, expected: str | None = None, verb: str = "predict", precision: str = "auto",
-                 runtime: str = "torch", batch_size: int = 0, progress: bool = True):
+                 runtime: str = "torch", batch_size: int = 0, progress: bool = True, task_options: dict | None = None):
         check_runtime(runtime, precision)
         self.run = RunDir.open(run_dir)
         self.task = self.run.task(expected, verb)
+        if task_options:  # the task's inference_options, set anew for this run (e.g. --no-swap-average)
+            self.task.options = dataclasses.replace(self.task.options, **task_options)
         self.precision, self.runtime, self.batch_size, self.progress = precision, runtime, batch_size, progress
         self.max_length = self.run.max_length
         self.seconds = 0.0

@@ -47,10 +47,12 @@ def check_sample_submission(cfg, task, examples=None) -> None:
         check_file(cfg.sample_submission, examples["id"].to_numpy(), examples.attrs.get("has_ids", True))
 
 
-def predict(cfg: PredictConfig, task_name: str | None = None) -> Path:
-    """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission)."""
+def predict(cfg: PredictConfig, task_name: str | None = None, task_options: dict | None = None) -> Path:
+    """Write the submission for ``cfg.input`` (ids and order of the input or of the sample submission);
+    ``task_options``: the task's ``inference_options`` set anew for this run."""
     check_output(cfg)
-    predictor = Predictor(cfg.model, task_name, "predict", cfg.precision, cfg.runtime, cfg.batch_size)
+    predictor = Predictor(cfg.model, task_name, "predict", cfg.precision, cfg.runtime, cfg.batch_size,
+                          task_options=task_options)
     task = predictor.task
     check_sample_submission(cfg, task)
     examples = predictor.read(cfg.input, cfg.format, require_labels=False)
@@ -62,9 +64,10 @@ def predict(cfg: PredictConfig, task_name: str | None = None) -> Path:
     return Path(cfg.output)
 
 
-def evaluate(cfg: EvaluateConfig, task_name: str | None = None) -> dict:
+def evaluate(cfg: EvaluateConfig, task_name: str | None = None, task_options: dict | None = None) -> dict:
     """Official metrics on a labelled file, plus the task's report files; returns the metrics."""
-    predictor = Predictor(cfg.model, task_name, "evaluate", cfg.precision, cfg.runtime, cfg.batch_size)
+    predictor = Predictor(cfg.model, task_name, "evaluate", cfg.precision, cfg.runtime, cfg.batch_size,
+                          task_options=task_options)
     task = predictor.task
     examples = predictor.read(cfg.input, cfg.format, require_labels=True)
     preds = predictor.predict(examples)
@@ -72,5 +75,5 @@ def evaluate(cfg: EvaluateConfig, task_name: str | None = None) -> dict:
     out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
     summary = write_report(task, preds, examples, out_dir, cfg.worst,
                            {"input": str(cfg.input), "rows": len(examples),
-                            "predict_seconds": round(predictor.seconds, 3), **metrics})
+                            "predict_seconds": round(predictor.seconds, 3), **(task_options or {}), **metrics})
     return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}

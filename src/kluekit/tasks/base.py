@@ -84,6 +84,7 @@ class Task:
     fills_sample_submission: bool = True  # write_predictions can fill a sample submission's target column
     onnx_output: str | tuple[str, ...] = "logits"  # the model output(s) an ONNX export returns
     verbs: tuple[str, ...] = ("train", "evaluate", "predict")  # the CLI verbs the task is offered under
+    inference_options: tuple[str, ...] = ()  # Options fields evaluate/predict may set anew for a trained run
     cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
     train_defaults: dict = {}             # training options this task uses unless given (e.g. max_length)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ def swap_augment_option():
 
 @dataclass
 class STSOptions(TaskOptions):
+    LEGACY: ClassVar[dict] = {"swap_average": False, "init_mean": False}  # runs saved before they were defaults
     loss: str = opt("mse", "regression loss", choices=list(LOSSES))
     swap_augment: bool = swap_augment_option()
     # both on by default: chosen together on 10% splits of KorSTS and KLUE-STS training data (3 seeds,
@@ -55,6 +57,7 @@ class STSTask(Task):
     # plain random batches: grouping by length cost quality on a 10% split of KLUE-STS and NSMC training data
     # (benchmarks/results/quality_select.json, `no_grouping`); --group-by-length turns it back on
     train_defaults = {"group_by_length": False}
+    inference_options = ("swap_average",)  # e.g. `predict --no-swap-average`: one order, half the work
 
     def read(self, path, fmt="auto", require_labels=True):
         frame = read_sts(path, fmt, require_labels)
