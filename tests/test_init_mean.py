@@ -20,6 +20,15 @@ def test_the_head_bias_starts_at_the_label_mean_only_when_asked(tiny_model, init
     torch.testing.assert_close(model.classifier.bias.detach(), expected)
 
 
+def test_a_trained_head_is_kept(tiny_model):
+    task = STSTask(STSOptions())
+    _, model = task.build_model(str(tiny_model))
+    with torch.no_grad():
+        model.classifier.bias.fill_(0.7)  # as a head trained before (--model <an STS run>)
+    task.init_head(model, pd.DataFrame({"label": [1.0, 2.0, 4.5]}))
+    torch.testing.assert_close(model.classifier.bias.detach(), torch.tensor([0.7]))
+
+
 def test_training_sets_the_head_from_the_rows_left_after_the_dev_split(tmp_path, tiny_model, sts_train_csv,
                                                                        monkeypatch):
     train = tmp_path / "train.csv"

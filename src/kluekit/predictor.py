@@ -10,7 +10,6 @@ Used by ``predict``, ``evaluate``, ``ensemble`` and the API's reranker::
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import time
 
