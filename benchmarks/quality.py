@@ -92,7 +92,10 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "swap_augment": (["--swap-augment"], "sts"),
     "swap_average": (["--swap-average"], "sts"),  # both orders of each pair scored at prediction, their mean
     "init_mean": (["--init-mean"], "sts"),  # the head's bias starts at the labels' mean (a KorSTS run collapsed)
+    # the two above together: the STS defaults since 2026-12-02 (quality_select_init.json), so the three variants
+    # that turn them on are the defaults now; sts_v1 is the STS defaults before
     "init_mean_swap_average": (["--init-mean", "--swap-average"], "sts"),
+    "sts_v1": (["--no-init-mean", "--no-swap-average"], "sts"),
     "epochs_8": (["--epochs", "8"], "re"),  # RE's curve was still rising at its 5th epoch (re_e5_typed_entity_focal)
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
