@@ -39,3 +39,19 @@ def test_training_sets_the_head_from_the_rows_left_after_the_dev_split(tmp_path,
                      "--output-dir", str(tmp_path / "run"), "--max-steps", "1", "--max-length", "32",
                      "--no-tensorboard"]) == 0
     assert seen == [270]
+
+
+def test_a_collapsed_run_is_named_in_a_warning(monkeypatch, caplog):
+    import numpy as np
+
+    from kluekit import training
+
+    task = STSTask(STSOptions(swap_average=False))
+    gold = pd.DataFrame({"sentence1": ["a"] * 4, "sentence2": ["b"] * 4, "label": [0.0, 1.5, 3.0, 4.5]})
+    assert task.collapse(np.array([0.1, 1.4, 3.2, 4.4]), gold["label"].to_numpy()) is None
+    monkeypatch.setattr(training, "predict_raw", lambda *args, **kwargs: np.full((4, 1), 2.2, dtype=np.float32))
+    evaluator = training.Evaluator(task, None, [("dev", gold, {})], 8, torch.device("cpu"), "fp32", progress=False)
+    with caplog.at_level("WARNING", logger="kluekit"):
+        evaluator(None)
+    assert "dev: the scores are nearly one constant" in caplog.text
+    assert "training has collapsed: try another --seed" in caplog.text

@@ -92,8 +92,13 @@ class Evaluator:
         for index, (name, examples, features) in enumerate(self.dev_sets):
             raw = predict_raw(self.task, model, self.tokenizer, features, self.batch_size, self.device,
                               self.precision, progress=self.progress, desc="dev")
-            outputs = self.task.outputs(raw, features)
-            scores = self.task.metrics(outputs, self.task.gold(examples))
+            outputs, gold = self.task.outputs(raw, features), self.task.gold(examples)
+            scores = self.task.metrics(outputs, gold)
+            collapse = self.task.collapse(outputs, gold)
+            if collapse:
+                log.warning("%s: %s: the model does not tell the examples apart; if this lasts to the end, training "
+                            "has collapsed: try another --seed, a lower --learning-rate or --precision fp32", name,
+                            collapse)
             metrics.update(scores if index == 0 else {f"{name}/{key}": value for key, value in scores.items()})
             first = outputs if index == 0 else first
         return metrics, first

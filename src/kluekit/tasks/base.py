@@ -236,6 +236,10 @@ class Task:
         """Official metrics (x100 where KLUE scales them)."""
         raise NotImplementedError
 
+    def collapse(self, preds: np.ndarray, gold: np.ndarray) -> str | None:
+        """What shows that training collapsed (e.g. one constant predicted for every dev example), or None."""
+        return None
+
     def prediction_columns(self, preds: np.ndarray) -> dict[str, np.ndarray]:
         """Columns added to the examples in evaluate's predictions.csv."""
         return {"pred": np.round(preds, 6)}

@@ -21,6 +21,9 @@ from .base import Task, TaskOptions
 
 CHARS_PER_TOKEN = 32  # texts are cut to max_length x this many characters before tokenizing: never fewer tokens
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
+# dev scores spread less than this share of the labels' spread: collapsed (a KorSTS run that predicted about one
+# constant, split Pearson 1.38, had a dev MSE of 2.09, about the labels' variance; quality_select_sts.json)
+COLLAPSED_SPREAD = 0.05
 
 
 def swap_augment_option():
@@ -111,6 +114,12 @@ class STSTask(Task):
 
     def metrics(self, preds, gold):
         return sts_metrics(preds, gold)
+
+    def collapse(self, preds, gold):
+        spread, labels = float(np.std(preds)), float(np.std(gold))
+        if len(preds) > 1 and spread < COLLAPSED_SPREAD * labels:
+            return f"the scores are nearly one constant (standard deviation {spread:.3f}, the labels' {labels:.3f})"
+        return None
 
     def serve_spec(self, limits):
         """``POST /similarity``: a sentence pair -> the cross-encoder's 0-5 STS score."""
