@@ -97,6 +97,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "init_mean_swap_average": (["--init-mean", "--swap-average"], "sts"),
     "sts_v1": (["--no-init-mean", "--no-swap-average"], "sts"),
     "epochs_8": (["--epochs", "8"], "re"),  # RE's curve was still rising at its 5th epoch (re_e5_typed_entity_focal)
+    "rdrop_1_epochs_8": (["--rdrop", "1.0", "--epochs", "8"], "re"),  # both RE split winners together (not run yet)
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
     "char_slots_4": (["--char-slots", "4"], "ner"),
