@@ -94,9 +94,11 @@ class STSTask(Task):
     def init_head(self, model, train_examples):
         """``--init-mean``: the output layer's bias becomes the labels' mean, if the head is fresh (transformers
         starts a new head's bias at exactly 0; a head trained before, e.g. ``--model <an STS run>``, is kept)."""
+        if not self.options.init_mean:
+            return
         out = next((m for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear)
                     and m.out_features == 1 and m.bias is not None), None)
-        if self.options.init_mean and out is not None and not out.bias.detach().any():
+        if out is not None and not out.bias.detach().any():
             with torch.no_grad():
                 out.bias.fill_(float(train_examples["label"].mean()))
 
