@@ -90,6 +90,8 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "kfold_5": (["--folds", "5"], None),  # 5 models on 4/5 of the data each, their mean scored: 5x the training
     "label_smoothing_0.1": (["--label-smoothing", "0.1"], "classify"),
     "swap_augment": (["--swap-augment"], "sts"),
+    # both orders of every pair for half the epochs: the defaults' number of steps (and time), twice the orders
+    "swap_augment_epochs_2": (["--swap-augment", "--epochs", "2"], "sts"),
     "swap_average": (["--swap-average"], "sts"),  # both orders of each pair scored at prediction, their mean
     "init_mean": (["--init-mean"], "sts"),  # the head's bias starts at the labels' mean (a KorSTS run collapsed)
     # the two above together: the STS defaults since 2026-12-02 (quality_select_init.json), so the three variants
@@ -416,7 +418,8 @@ def select_levers(figures: dict, datasets=SELECT_ON) -> list[str]:
     helping = []
     for name in VARIANTS:
         gains = [figures[f"{d}_split_{name}_mean"] - figures[f"{d}_split_defaults_mean"] for d in datasets
-                 if f"{d}_split_{name}_mean" in figures and name != "defaults"]
+                 if f"{d}_split_{name}_mean" in figures and f"{d}_split_defaults_mean" in figures
+                 and name != "defaults"]
         if gains:
             figures[f"gain_{name}"] = " ".join(f"{g:+.2f}" for g in gains)
             if all(g > 0 for g in gains):
