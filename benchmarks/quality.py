@@ -51,8 +51,10 @@ from common import ROOT, SHARED, kluekit, kluekit_env, write_results
 DATASETS = {
     "korsts": dict(task="sts", train="korsts/sts-train.tsv", test="korsts/sts-test.tsv", options=[], metric="pearson",
                    trainer_epochs=4),
+    # flat: select also scores the held-out split with every half-point label bin weighted alike, as KLUE-STS dev
+    # is built (10.6% of its pairs in each bin; train has 30% in [0, 0.5)), see flat_pearson
     "klue_sts": dict(task="sts", train="klue_sts/klue_sts_train.csv", test="klue_sts/klue-sts-v1.1_dev.json",
-                     options=[], metric="pearson", trainer_epochs=4),
+                     options=[], metric="pearson", trainer_epochs=4, flat=True),
     "nsmc": dict(task="classify", train="nsmc/ratings_train_first5000.txt", test="nsmc/ratings_test.txt",
                  options=["--preset", "nsmc"], metric="accuracy", trainer_epochs=3),
     # KLUE-NER's first 5,000 training sentences -> its dev set (entity F1); classify_ner.py's options; no Trainer
@@ -92,6 +94,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "swap_augment": (["--swap-augment"], "sts"),
     # both orders of every pair for half the epochs: the defaults' number of steps (and time), twice the orders
     "swap_augment_epochs_2": (["--swap-augment", "--epochs", "2"], "sts"),
+    "rdrop_1_swap_augment": (["--rdrop", "1.0", "--swap-augment"], "sts"),  # the competition recipe's STS levers
     "swap_average": (["--swap-average"], "sts"),  # both orders of each pair scored at prediction, their mean
     "init_mean": (["--init-mean"], "sts"),  # the head's bias starts at the labels' mean (a KorSTS run collapsed)
     # the two above together: the STS defaults since 2026-12-02 (quality_select_init.json), so the three variants
@@ -123,7 +126,8 @@ def kluekit_run(job: dict) -> dict:
             scored = json.loads((run / "held-out/metrics.json").read_text())["ensemble"]
             return {"score": scored[data["metric"]], "train_seconds": sum(f["train_seconds"] for f in record["folds"])}
         record = json.loads((run / "metrics.json").read_text())
-        return {"score": record["history"][-1][data["metric"]], "train_seconds": record["train_seconds"]}
+        scored = {"score": record["history"][-1][data["metric"]], "train_seconds": record["train_seconds"]}
+        return {**scored, **flat_split_score(job, run, scored["score"])} if data.get("flat") else scored
     kluekit(*argv)
     if folds:
         record = json.loads((run / "oof/metrics.json").read_text())
@@ -136,6 +140,44 @@ def kluekit_run(job: dict) -> dict:
             str(run / "eval"))
     scored = json.loads((run / "eval/metrics.json").read_text())
     return {"score": scored[data["metric"]], "train_seconds": record["train_seconds"]}
+
+
+def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
+    """``flat_score``: the Pearson of the run's predictions on its held-out split (the rows ``--dev-split 0.1``
+    held out for this seed, rebuilt with kluekit's own split), every half-point label bin weighted alike. The
+    unweighted Pearson of the same predictions must equal the one the run scored itself (the same rows)."""
+    import pandas as pd
+
+    from kluekit.config import TrainConfig
+    from kluekit.tasks import get_task_class
+    from kluekit.training import split_off
+
+    task = get_task_class(DATASETS[job["dataset"]]["task"])()
+    examples = pd.concat([task.read(path) for path in job["files"]["train"]], ignore_index=True)
+    cfg = TrainConfig(train=job["files"]["train"], dev_split=0.1, seed=job["seed"])
+    held = split_off(task, examples, cfg, has_dev=False)[1]
+    held[["sentence1", "sentence2", "label"]].to_csv(run / "held-out.csv", index=False)
+    kluekit("predict", "sts", "--model", str(run), "--input", str(run / "held-out.csv"), "--output",
+            str(run / "held-out-predictions.csv"))
+    preds = pd.read_csv(run / "held-out-predictions.csv")["target"].to_numpy(dtype=float)
+    gold = held["label"].to_numpy(dtype=float)
+    plain = flat_pearson(preds, gold, weighted=False)
+    if abs(plain - pearson) > 0.2:  # bf16 dev scoring against fp32 prediction moves it by ~0.01
+        raise SystemExit(f"held-out split rebuilt wrong: Pearson {plain:.2f} here, {pearson:.2f} in the run")
+    return {"flat_score": flat_pearson(preds, gold)}
+
+
+def flat_pearson(preds, gold, width: float = 0.5, top: float = 5.0, weighted: bool = True) -> float:
+    """Pearson x100 with each example weighted by 1 / (examples in its gold label's bin of ``width``, the top bin
+    closed at ``top``): every bin counts alike, whatever its size (``weighted=False``: plain Pearson)."""
+    import numpy as np
+
+    preds, gold = np.asarray(preds, dtype=float), np.asarray(gold, dtype=float)
+    bins = np.minimum((gold / width).astype(int), int(round(top / width)) - 1)
+    weights = 1.0 / np.bincount(bins)[bins] if weighted else np.ones_like(gold)
+    weights = weights / weights.sum()
+    dp, dg = preds - weights @ preds, gold - weights @ gold
+    return float(100 * (weights @ (dp * dg)) / np.sqrt((weights @ dp**2) * (weights @ dg**2)))
 
 
 def trainer_run(job: dict) -> dict:
@@ -276,6 +318,11 @@ def summary(done: list[dict], key: str) -> dict:
         figures[f"{name}_std"] = round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0
         figures[f"{name}_per_seed"] = " ".join(f"{s:.2f}" for s in scores)
         figures[f"{name}_train_seconds_mean"] = round(statistics.mean(r["train_seconds"] for r in runs), 2)
+        if all("flat_score" in r for r in runs):  # the same runs scored with label bins weighted alike
+            flat = [r["flat_score"] for r in runs]
+            figures[f"{name}_flat_mean"] = round(statistics.mean(flat), 2)
+            figures[f"{name}_flat_std"] = round(statistics.stdev(flat), 2) if len(flat) > 1 else 0.0
+            figures[f"{name}_flat_per_seed"] = " ".join(f"{s:.2f}" for s in flat)
     return figures
 
 
@@ -420,6 +467,11 @@ def select_levers(figures: dict, datasets=SELECT_ON) -> list[str]:
         gains = [figures[f"{d}_split_{name}_mean"] - figures[f"{d}_split_defaults_mean"] for d in datasets
                  if f"{d}_split_{name}_mean" in figures and f"{d}_split_defaults_mean" in figures
                  and name != "defaults"]
+        flat = [figures[f"{d}_split_{name}_flat_mean"] - figures[f"{d}_split_defaults_flat_mean"] for d in datasets
+                if f"{d}_split_{name}_flat_mean" in figures and f"{d}_split_defaults_flat_mean" in figures
+                and name != "defaults"]
+        if flat:  # for information: the choice is made on the plain means
+            figures[f"gain_flat_{name}"] = " ".join(f"{g:+.2f}" for g in flat)
         if gains:
             figures[f"gain_{name}"] = " ".join(f"{g:+.2f}" for g in gains)
             if all(g > 0 for g in gains):

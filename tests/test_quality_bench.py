@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -135,3 +136,18 @@ def test_a_run_out_of_gpu_memory_goes_again_with_fewer_beside_it(quality, tmp_pa
     with pytest.raises(SystemExit, match="seed 1 failed"):
         quality.run_jobs(jobs, parallel=3)
     assert len(terminated) == 2  # the two still running were stopped
+
+
+def test_flat_pearson_weights_every_label_bin_alike(quality):
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 200)
+    preds = gold + rng.normal(0, 1, 200)
+    assert quality.flat_pearson(preds, gold, weighted=False) == pytest.approx(100 * pearsonr(preds, gold)[0])
+    # bins [0, 0.5) with two pairs and [4.5, 5] (5.0 included) with one: weights 1/2, 1/2, 1 are the plain
+    # Pearson of the data with the lone pair written twice
+    gold, preds = np.array([0.1, 0.4, 5.0]), np.array([0.3, 0.2, 4.0])
+    twice = 100 * pearsonr([0.3, 0.2, 4.0, 4.0], [0.1, 0.4, 5.0, 5.0])[0]
+    assert quality.flat_pearson(preds, gold) == pytest.approx(twice)
+    assert quality.flat_pearson(preds, gold) != pytest.approx(100 * pearsonr(preds, gold)[0])
