@@ -1,6 +1,9 @@
 """How much a ``--dev-split`` of an STS training file shares with the part that trains: the share of held-out
 pairs with a sentence that also occurs in the training part, and the share whose normalised pair (both sentences
 with spaces and punctuation removed) occurs there, for KLUE-STS and KorSTS train, seeds 1-3 (CPU, seconds).
+Also how KLUE-STS train and dev differ: the share of pairs in each half-point label bin (lowest and highest), and
+how well the two sentences' character-bigram overlap (Jaccard, spaces removed) alone follows the label (Pearson x100),
+with its mean over the pairs labelled below 1.
 
     python benchmarks/split_overlap.py
 """
@@ -19,6 +22,7 @@ from kluekit.tasks import get_task_class
 from kluekit.training import split_off
 
 FILES = {"klue_sts": "klue_sts/klue_sts_train.csv", "korsts": "korsts/sts-train.tsv"}
+KLUE_DEV = "klue_sts/klue-sts-v1.1_dev.json"
 
 
 def normal(text: str) -> str:
@@ -31,6 +35,25 @@ def overlap(kept, held) -> tuple[float, float]:
     pairs = {frozenset((normal(a), normal(b))) for a, b in zip(kept["sentence1"], kept["sentence2"])}
     same = [frozenset((normal(a), normal(b))) in pairs for a, b in zip(held["sentence1"], held["sentence2"])]
     return 100 * float(shared.mean()), 100 * sum(same) / len(same)
+
+
+def bigrams(text: str) -> set[str]:
+    text = text.replace(" ", "")
+    return {text[i:i + 2] for i in range(len(text) - 1)}
+
+
+def shape(examples) -> dict:
+    """Label-bin shares (%) and the bigram-overlap baseline of one STS file."""
+    import numpy as np
+
+    gold = examples["label"].to_numpy(dtype=float)
+    share = 100 * np.bincount(np.minimum((gold / 0.5).astype(int), 9), minlength=10) / len(gold)
+    overlap = np.array([len(bigrams(a) & bigrams(b)) / max(1, len(bigrams(a) | bigrams(b)))
+                        for a, b in zip(examples["sentence1"], examples["sentence2"])])
+    return {"label_bin_0_pct": round(float(share[0]), 1), "label_bin_min_pct": round(float(share.min()), 1),
+            "label_bin_max_pct": round(float(share.max()), 1),
+            "bigram_overlap_label_pearson": round(100 * float(np.corrcoef(overlap, gold)[0, 1]), 1),
+            "bigram_overlap_mean_below_1": round(float(overlap[gold < 1].mean()), 3)}
 
 
 def main() -> None:
@@ -47,6 +70,9 @@ def main() -> None:
         figures[f"{name}_pairs"] = len(examples)
         figures[f"{name}_held_out_sharing_a_sentence_pct"] = round(statistics.mean(r[0] for r in runs), 2)
         figures[f"{name}_held_out_same_normalised_pair_pct"] = round(statistics.mean(r[1] for r in runs), 2)
+    for part, rel in (("train", FILES["klue_sts"]), ("dev", KLUE_DEV)):
+        for key, value in shape(task.read(Path(args.shared) / "data" / rel)).items():
+            figures[f"klue_sts_{part}_{key}"] = value
     write_results("split_overlap.py", "split_overlap", figures)
 
 
