@@ -34,6 +34,13 @@ KorSTS test (Spearman). E.g. to choose ``--char-slots``::
   ``--speed`` one more run of the defaults and of the ``Trainer`` per data set goes alone, for the train-seconds
   ratio. Results:
   ``quality.json``.
+- ``--ensemble N`` (select and report): each recipe's runs also averaged (``kluekit ensemble``) in groups of N
+  consecutive seeds, mean and spread over the groups (``*_ensemble<N>_*``, ``gain_ensemble<N>_*`` over the single
+  runs' mean); in ``select`` a group's runs hold out the rows of its first seed (``--split-seed``), so its ensemble
+  is scored on rows none of them trained on. E.g. 3 ensembles of 3 RE models::
+
+      python benchmarks/quality.py --phase select --datasets klue_re --variants rdrop_1_epochs_8 \
+          --seeds 1 2 3 4 5 6 7 8 9 --ensemble 3 --jobs 9
 - ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
   other work shared the GPU during ``report``. Results: ``quality_speed.json``.
 """
@@ -122,7 +129,7 @@ def kluekit_run(job: dict) -> dict:
             "--seed", str(job["seed"]), "--no-tensorboard", *data["options"], *job["options"], *job["quick"]]
     folds = "--folds" in job["options"]  # k-fold + ensemble: the mean of the fold models is scored
     if job["phase"] == "select":
-        kluekit(*argv, "--dev-split", "0.1")
+        kluekit(*argv, "--dev-split", "0.1", "--split-seed", str(job["split_seed"]))
         if folds:  # the same held-out 10%, set apart before folding
             record = json.loads((run / "oof/metrics.json").read_text())
             scored = json.loads((run / "held-out/metrics.json").read_text())["ensemble"]
@@ -150,16 +157,8 @@ def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
     unweighted Pearson of the same predictions must equal the one the run scored itself (the same rows)."""
     import pandas as pd
 
-    from kluekit.config import TrainConfig
-    from kluekit.tasks import get_task_class
-    from kluekit.training import split_off
-
-    task = get_task_class(DATASETS[job["dataset"]]["task"])()
-    examples = pd.concat([task.read(path) for path in job["files"]["train"]], ignore_index=True)
-    cfg = TrainConfig(train=job["files"]["train"], dev_split=0.1, seed=job["seed"])
-    held = split_off(task, examples, cfg, has_dev=False)[1]
-    held[["sentence1", "sentence2", "label"]].to_csv(run / "held-out.csv", index=False)
-    kluekit("predict", "sts", "--model", str(run), "--input", str(run / "held-out.csv"), "--output",
+    path, held = held_out_file(job, run)
+    kluekit("predict", "sts", "--model", str(run), "--input", str(path), "--output",
             str(run / "held-out-predictions.csv"))
     preds = pd.read_csv(run / "held-out-predictions.csv")["target"].to_numpy(dtype=float)
     gold = held["label"].to_numpy(dtype=float)
@@ -167,6 +166,33 @@ def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
     if abs(plain - pearson) > 0.2:  # bf16 dev scoring against fp32 prediction moves it by ~0.01
         raise SystemExit(f"held-out split rebuilt wrong: Pearson {plain:.2f} here, {pearson:.2f} in the run")
     return {"flat_score": flat_pearson(preds, gold)}
+
+
+def held_out_file(job: dict, folder: Path):
+    """(file, examples): the rows ``--dev-split 0.1`` held out for the job's split seed (kluekit's own split of the
+    examples it reads), written into ``folder`` as the training file's own raw rows (CSV/TSV, one row per example)."""
+    import pandas as pd
+
+    from kluekit.config import TrainConfig
+    from kluekit.tasks import get_task_class
+    from kluekit.training import split_off
+
+    data, (source,) = DATASETS[job["dataset"]], [Path(p) for p in job["files"]["train"]]
+    task_class = get_task_class(data["task"])
+    task = task_class(task_class.Options(preset="nsmc")) if data["task"] == "classify" else task_class()
+    examples = task.read(source)
+    task.fit(examples)
+    sep = "\t" if source.suffix in (".tsv", ".txt") else ","
+    raw = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
+    if len(raw) != len(examples):
+        raise SystemExit(f"{source}: {len(raw)} rows but {len(examples)} examples; cannot write its held-out rows")
+    examples = examples.assign(_row=range(len(examples)))
+    cfg = TrainConfig(train=[str(source)], dev_split=0.1, seed=job["seed"], split_seed=job["split_seed"])
+    held = split_off(task, examples, cfg, has_dev=False)[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"held-out{source.suffix}"
+    raw.iloc[held["_row"].to_numpy()].to_csv(path, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
+    return path, held
 
 
 def flat_pearson(preds, gold, width: float = 0.5, top: float = 5.0, weighted: bool = True) -> float:
@@ -220,6 +246,31 @@ def trainer_run(job: dict) -> dict:
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {"score": float(score), "train_seconds": seconds}
+
+
+def ensembles(done: list[dict], size: int, key: str, work: Path) -> dict:
+    """``--ensemble N``: each (data set, recipe)'s runs in groups of N consecutive seeds, each group's predictions
+    averaged (``kluekit ensemble``) on the test file, or in ``select`` on the rows the group's one split held out;
+    the mean, spread and per-group scores of those ensembles."""
+    figures = {}
+    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done}):
+        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
+        scores = []
+        for group in (runs[i:i + size] for i in range(0, len(runs), size)):
+            out = work / f"{group[0]['phase']}-{dataset}-{recipe}-ensemble-s{group[0]['seed']}-{group[-1]['seed']}"
+            scored_on = held_out_file(group[0], out)[0] if group[0]["phase"] == "select" else group[0]["files"]["test"]
+            kluekit("ensemble", "--model", *(d["run_dir"] for d in group), "--input", str(scored_on), "--output",
+                    str(out / "ensemble.csv"), "--evaluate")
+            scores.append(json.loads((out / "ensemble-report/metrics.json").read_text())[DATASETS[dataset]["metric"]])
+            print(f"{dataset} {recipe} ensemble of seeds {' '.join(str(d['seed']) for d in group)}: {scores[-1]:.2f}",
+                  flush=True)
+        name = f"{dataset}_{key}_{recipe}_ensemble{size}"
+        figures[f"{name}_mean"] = round(statistics.mean(scores), 2)
+        figures[f"{name}_std"] = round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0
+        figures[f"{name}_per_group"] = " ".join(f"{s:.2f}" for s in scores)
+        single = statistics.mean(d["score"] for d in runs)
+        figures[f"gain_ensemble{size}_{dataset}_{recipe}"] = f"{figures[f'{name}_mean'] - single:+.2f}"
+    return figures
 
 
 def worker(path: str) -> None:
@@ -347,6 +398,10 @@ def main() -> None:
                                                                     "src/kluekit/recipes/competition.yaml")
     parser.add_argument("--speed", action="store_true",
                         help="report: one more run of the defaults and the Trainer per data set, alone")
+    parser.add_argument("--ensemble", type=int, default=0, metavar="N",
+                        help="select/report: also score each recipe's runs averaged in groups of N consecutive seeds "
+                             "(--seeds a multiple of N; in select the N runs of a group hold out the same rows, "
+                             "those of the group's first seed, and their ensemble is scored on them)")
     parser.add_argument("--quick", action="store_true", help="a CPU smoke test: a few rows, a few steps")
     parser.add_argument("--reuse", action="store_true",
                         help="report/select: take the runs whose result files are already under runs/bench-quality "
@@ -358,6 +413,8 @@ def main() -> None:
         return worker(args.worker)
     if not args.phase:
         parser.error("--phase select, report or speed")
+    if args.ensemble and (args.ensemble < 2 or len(args.seeds) % args.ensemble or args.phase == "speed"):
+        parser.error(f"--ensemble {args.ensemble}: at least 2, dividing the {len(args.seeds)} --seeds; not with speed")
     shared, work = Path(args.shared), ROOT / "runs/bench-quality"
     work.mkdir(parents=True, exist_ok=True)
     model = args.model or str(shared / "models/e5-small-ko")
@@ -365,10 +422,13 @@ def main() -> None:
     quick = ["--max-steps", "4", "--max-length", "64"] if args.quick else []
 
     def job(dataset, recipe, seed, options, tag=""):
-        run_dir = str(work / f"{args.phase}-{dataset}-{recipe}{tag}-s{seed}")
+        # the rows a selection run holds out: its own seed's, or with --ensemble its group's first seed's
+        split_seed = args.seeds[args.seeds.index(seed) // args.ensemble * args.ensemble] if args.ensemble else seed
+        shared_split = f"-on{split_seed}" if split_seed != seed else ""
+        run_dir = str(work / f"{args.phase}-{dataset}-{recipe}{tag}-s{seed}{shared_split}")
         return {"phase": args.phase, "dataset": dataset, "recipe": recipe, "seed": seed, "options": options,
                 "model": model, "files": data_files[dataset], "run_dir": run_dir, "result": run_dir + ".result.json",
-                "quick": quick}
+                "quick": quick, "split_seed": split_seed}
 
     started = time.perf_counter()
     if args.phase == "select":
@@ -378,6 +438,8 @@ def main() -> None:
         done = run_jobs(jobs, args.jobs, args.reuse)
         figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
                    "model": Path(model).name, **summary(done, "split")}
+        if args.ensemble:
+            figures.update(ensembles(done, args.ensemble, "split", work))
         helping = select_levers(figures, datasets)
         figures["helping"] = " ".join(helping) or "none"
         if args.write_recipe:
@@ -408,6 +470,8 @@ def main() -> None:
     done = run_jobs(jobs, args.jobs, args.reuse)
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
+    if args.ensemble:
+        figures.update(ensembles(done, args.ensemble, "test", work))
     if args.speed:
         figures.update(speed(datasets, recipes, job, args.seeds[0]))
     headline(figures)

@@ -151,3 +151,42 @@ def test_flat_pearson_weights_every_label_bin_alike(quality):
     twice = 100 * pearsonr([0.3, 0.2, 4.0, 4.0], [0.1, 0.4, 5.0, 5.0])[0]
     assert quality.flat_pearson(preds, gold) == pytest.approx(twice)
     assert quality.flat_pearson(preds, gold) != pytest.approx(100 * pearsonr(preds, gold)[0])
+
+
+def test_held_out_file_writes_the_rows_kluekit_holds_out(quality, tmp_path):
+    from conftest import shared_path
+
+    from kluekit.config import TrainConfig
+    from kluekit.tasks import get_task_class
+    from kluekit.training import split_off
+
+    train = shared_path("data", "klue_sts", "klue_sts_train.csv")
+    job = {"dataset": "klue_sts", "files": {"train": [str(train)]}, "seed": 3, "split_seed": 2}
+    path, held = quality.held_out_file(job, tmp_path)
+    task = get_task_class("sts")()
+    written = task.read(path)  # the raw rows, readable as the training file is
+    expected = split_off(task, task.read(train), TrainConfig(train=[str(train)], dev_split=0.1, seed=2), False)[1]
+    assert len(written) == len(expected) == 1167
+    assert written["sentence1"].tolist() == expected["sentence1"].tolist() == held["sentence1"].tolist()
+    assert written["label"].tolist() == expected["label"].tolist()
+
+
+def test_ensemble_groups_share_their_first_seeds_split(quality, monkeypatch, tmp_path):
+    class Planned(Exception):
+        pass
+
+    def run_jobs(jobs, *args, **kwargs):  # stop at the plan: nothing is trained, nothing written
+        raise Planned(jobs)
+
+    monkeypatch.setattr(quality, "run_jobs", run_jobs)
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["quality.py", "--phase", "select", "--datasets", "klue_sts", "--variants",
+                                      "defaults", "--seeds", "1", "2", "3", "4", "5", "6", "--ensemble", "3"])
+    with pytest.raises(Planned) as planned:
+        quality.main()
+    jobs = planned.value.args[0]
+    assert [(j["seed"], j["split_seed"]) for j in jobs] == [(1, 1), (2, 1), (3, 1), (4, 4), (5, 4), (6, 4)]
+    assert jobs[1]["run_dir"].endswith("select-klue_sts-defaults-s2-on1") and jobs[0]["run_dir"].endswith("-s1")
+    monkeypatch.setattr(sys, "argv", ["quality.py", "--phase", "report", "--seeds", "1", "2", "--ensemble", "3"])
+    with pytest.raises(SystemExit):  # 3 does not divide 2 seeds
+        quality.main()

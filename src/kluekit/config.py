@@ -58,6 +58,8 @@ class TrainConfig:
                              "keeps the best checkpoint, the others are scored as <file name>/<metric>")
     dev_split: float = opt(0.0, "no --dev: hold out this share of the training examples as the dev set (stratified "
                                 "by label where the task has classes; the same split for the same --seed)", minimum=0)
+    split_seed: int = opt(0, "seed of the rows --dev-split holds out (0: --seed), e.g. to train several seeds on "
+                             "one split and ensemble them on it", minimum=0)
     model: str = opt("klue/roberta-small", "pretrained model: a Hugging Face id or a local directory")
     output_dir: str | None = opt(None, "run directory to write (default: runs/<task>-<date>-<time>)")
     format: str = opt("auto", FORMAT_HELP)

@@ -48,7 +48,7 @@ def dev_name(path: str, paths: list[str]) -> str:
 def split_off(task, examples: pd.DataFrame, cfg: TrainConfig, has_dev: bool):
     """(training part, held-out part) of the training examples for ``--dev-split``: stratified by the task's
     classes where it has them and every class can be split, whole groups where it has groups (``task.groups``),
-    the same for the same ``--seed``."""
+    the same for the same ``--split-seed`` (default: ``--seed``)."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     if has_dev:
@@ -56,16 +56,17 @@ def split_off(task, examples: pd.DataFrame, cfg: TrainConfig, has_dev: bool):
     if not 0 < cfg.dev_split < 1:
         raise KluekitError(f"--dev-split: {cfg.dev_split} must be between 0 and 1")
     rows, strata, groups = np.arange(len(examples)), task.strata(examples), task.groups(examples)
+    seed = cfg.split_seed or cfg.seed
     if groups is None and strata is not None and np.bincount(strata).max(initial=0) \
             and (np.bincount(strata)[np.unique(strata)] < 2).any():
         log.warning("--dev-split: a class has a single example; the split is not stratified")
         strata = None
     try:
         if groups is not None:  # whole groups (e.g. MRC articles) on one side
-            splitter = GroupShuffleSplit(1, test_size=cfg.dev_split, random_state=cfg.seed)
+            splitter = GroupShuffleSplit(1, test_size=cfg.dev_split, random_state=seed)
             kept, held = next(splitter.split(rows, groups=groups))
         else:
-            kept, held = train_test_split(rows, test_size=cfg.dev_split, random_state=cfg.seed, stratify=strata)
+            kept, held = train_test_split(rows, test_size=cfg.dev_split, random_state=seed, stratify=strata)
     except ValueError as error:  # too few examples (or groups) for the split asked for
         raise KluekitError(f"--dev-split: {error}") from None
     parts = []
