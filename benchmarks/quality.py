@@ -41,6 +41,8 @@ KorSTS test (Spearman). E.g. to choose ``--char-slots``::
 
       python benchmarks/quality.py --phase select --datasets klue_re --variants rdrop_1_epochs_8 \
           --seeds 1 2 3 4 5 6 7 8 9 --ensemble 3 --jobs 9
+- Each of the ``--jobs`` runs at once gets the machine's cores divided by ``--jobs`` as its CPU threads
+  (``cpu_share``; before 2026-12-02 every run started a thread per core).
 - ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
   other work shared the GPU during ``report``. Results: ``quality_speed.json``.
 """
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -93,6 +96,7 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "group_by_length": (["--group-by-length"], None),  # the STS/classify default before no_grouping was chosen
     "no_weight_decay": (["--weight-decay", "0"], None),
     "no_warmup": (["--warmup", "0"], None),
+    "lr_1e-4": (["--learning-rate", "1e-4"], None),  # twice the default rate (the older documented STS recipe's)
     "layer_decay_0.9": (["--layer-decay", "0.9"], None),
     "ema_0.999": (["--ema-decay", "0.999"], None),
     "reinit_1": (["--reinit-layers", "1"], None),
@@ -285,6 +289,13 @@ OUT_OF_MEMORY = ("CUDA out of memory", "OutOfMemoryError")
 RETRIES = 2  # a run that ran out of GPU memory beside others goes again, with fewer beside it
 
 
+def cpu_share(parallel: int) -> dict:
+    """CPU threads for each of ``parallel`` runs at once (OpenMP/MKL for torch, Rayon for the tokenizers): the
+    machine's cores shared out, so parallel runs do not each start a thread per core."""
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "RAYON_NUM_THREADS": threads}
+
+
 def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]:
     """Each job in its own process, ``parallel`` at a time; a job's result is read from its file (``reuse``: a job
     whose result file is already there is not run again). A job that ran out of GPU memory while others ran is
@@ -299,8 +310,9 @@ def run_jobs(jobs: list[dict], parallel: int, reuse: bool = False) -> list[dict]
             spec.parent.mkdir(parents=True, exist_ok=True)
             spec.write_text(json.dumps(job))
             log = open(job["run_dir"] + ".log", "w")
+            env = kluekit_env(TQDM_DISABLE="1", **cpu_share(parallel))
             process = subprocess.Popen([sys.executable, __file__, "--worker", str(spec)], stdout=log,
-                                       stderr=subprocess.STDOUT, env=kluekit_env(TQDM_DISABLE="1"))
+                                       stderr=subprocess.STDOUT, env=env)
             running.append((job, process, log))
         time.sleep(1)
         for entry in list(running):

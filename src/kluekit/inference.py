@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -87,6 +88,12 @@ def pad_multiple(device: torch.device) -> int | None:
     return 8 if device.type == "cuda" else None
 
 
+def bars_off(wanted: bool = True) -> bool:
+    """Whether a progress bar stays off: not ``wanted``, or ``TQDM_DISABLE`` set (tqdm's own switch, which an explicit
+    ``disable=`` would otherwise override), e.g. for runs logged to a file."""
+    return not wanted or os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
+
+
 @torch.inference_mode()
 def predict_raw(task, model, tokenizer, features: dict[str, list], batch_size: int, device: torch.device,
                 precision: str = "fp32", progress: bool = True, desc: str = "predict"):
@@ -100,7 +107,7 @@ def predict_raw(task, model, tokenizer, features: dict[str, list], batch_size: i
     model.eval()
     parts = []
     with fp32_heads(model, device, precision):
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+        for batch in tqdm(loader, desc=desc, disable=bars_off(progress), leave=False, unit="batch"):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast(device, precision):
                 outputs = task.forward(model, batch)

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..inference import resolve_precision
+from ..inference import bars_off, resolve_precision
 from .checkpoint import find_checkpoint, load_checkpoint, read_progress, save_checkpoint
 from .ema import EMA
 from .graphs import BucketPadding, GraphedSteps
@@ -152,7 +152,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.run_dir / "logs"))
-        progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=not self.main, unit="step",
+        progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=bars_off(self.main), unit="step",
                         desc=self.stage, dynamic_ncols=True)
         try:
             self.loop(writer, progress)
