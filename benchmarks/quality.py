@@ -157,8 +157,8 @@ def kluekit_run(job: dict) -> dict:
 
 def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
     """``flat_score``: the Pearson of the run's predictions on its held-out split (the rows ``--dev-split 0.1``
-    held out for this seed, rebuilt with kluekit's own split), every half-point label bin weighted alike. The
-    unweighted Pearson of the same predictions must equal the one the run scored itself (the same rows)."""
+    held out for the job's split seed, rebuilt with kluekit's own split), every half-point label bin weighted
+    alike. The unweighted Pearson of the same predictions must equal the one the run scored itself (same rows)."""
     import pandas as pd
 
     path, held = held_out_file(job, run)
