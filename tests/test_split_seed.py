@@ -22,3 +22,14 @@ def test_split_seed_picks_the_held_out_rows():
     assert held(1) != held(2)  # by default each seed holds out its own rows
     assert held(2, split_seed=1) == held(1) == held(1, split_seed=1)
     assert held(7, split_seed=2) == held(2)
+
+
+def test_split_seed_needs_dev_split(tmp_path, sts_train_csv):
+    import pytest
+
+    from kluekit.errors import KluekitError
+    from kluekit.training import check_split_seed
+
+    with pytest.raises(KluekitError, match="--split-seed picks the rows --dev-split holds out"):
+        check_split_seed(TrainConfig(train=[str(sts_train_csv)], split_seed=3))
+    check_split_seed(TrainConfig(train=[str(sts_train_csv)], split_seed=3, dev_split=0.1))

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .errors import KluekitError
 from .report import write_report
 from .rundir import RunDir
-from .training import read_files, split_off, train_run
+from .training import check_split_seed, read_files, split_off, train_run
 from .tasks import Task
 
 log = logging.getLogger("kluekit")
@@ -63,6 +63,7 @@ def train_folds(task: Task, cfg: TrainConfig) -> dict:
                            "file with 'kluekit ensemble --evaluate' or 'kluekit evaluate')")
     if cfg.resume:
         raise KluekitError("--resume is not supported with --folds")
+    check_split_seed(cfg)
     root = RunDir.create(cfg.output_dir or f"runs/{task.name}-{cfg.folds}fold-{time.strftime('%Y%m%d-%H%M%S')}",
                          task.name, False, cfg.overwrite).path
     examples = read_files(task, cfg.train, cfg.format)

@@ -45,6 +45,11 @@ def dev_name(path: str, paths: list[str]) -> str:
     return Path(path).name if names.count(Path(path).name) == 1 else str(path)
 
 
+def check_split_seed(cfg: TrainConfig) -> None:
+    if cfg.split_seed and not cfg.dev_split:
+        raise KluekitError("--split-seed picks the rows --dev-split holds out: give --dev-split too")
+
+
 def split_off(task, examples: pd.DataFrame, cfg: TrainConfig, has_dev: bool):
     """(training part, held-out part) of the training examples for ``--dev-split``: stratified by the task's
     classes where it has them and every class can be split, whole groups where it has groups (``task.groups``),
@@ -143,6 +148,7 @@ def read_data(task, cfg: TrainConfig, examples=None) -> tuple[pd.DataFrame, list
         train, held = examples
         task.fit(train)
         return train, [] if held is None else [("held-out", cfg.train[0], held)]
+    check_split_seed(cfg)
     train = read_files(task, cfg.train, cfg.format)
     task.fit(train)  # before dev is read: the training file may define the labels dev is checked against
     dev_files = [(dev_name(path, cfg.dev), path, task.read(path, cfg.format)) for path in cfg.dev]
