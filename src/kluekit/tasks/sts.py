@@ -106,10 +106,14 @@ class STSTask(Task):
         return LOSSES[self.options.loss](outputs.logits.squeeze(-1).float(), batch["labels"].float())
 
     def outputs(self, raw, features=None):
+        return np.clip(self.unclipped(raw, features), 0.0, 5.0)
+
+    def unclipped(self, raw, features=None):
+        """The model's scores before ``outputs`` clips them to the 0-5 scale (both orders' mean with swap_average)."""
         scores = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)[:, 0]
         if features is not None and "_order" in features:  # both orders of each pair (swap_average): their mean
             scores = scores.reshape(2, -1).mean(axis=0)
-        return np.clip(scores, 0.0, 5.0)
+        return scores
 
     def gold(self, examples):
         return examples["label"].to_numpy(dtype=np.float64)
