@@ -46,8 +46,9 @@ def main() -> None:
     for name, preds in (("clipped", clipped), ("unclipped", unclipped)):
         figures[f"split_pearson_{name}"] = round(flat_pearson(preds, gold, weighted=False), 3)
         figures[f"split_flat_pearson_{name}"] = round(flat_pearson(preds, gold), 3)
-    figures["clip_gain"] = round(figures["split_pearson_clipped"] - figures["split_pearson_unclipped"], 3)
-    figures["clip_gain_flat"] = round(figures["split_flat_pearson_clipped"] - figures["split_flat_pearson_unclipped"], 3)
+    for kind in ("", "flat_"):
+        gain = figures[f"split_{kind}pearson_clipped"] - figures[f"split_{kind}pearson_unclipped"]
+        figures[f"clip_gain{'_flat' if kind else ''}"] = round(gain, 3)
     write_results("sts_clip.py", args.name, figures)
 
 
