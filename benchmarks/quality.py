@@ -172,22 +172,35 @@ def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
     return {"flat_score": flat_pearson(preds, gold)}
 
 
+def dataset_task(dataset: str):
+    """The kluekit task that reads ``dataset``'s files (NSMC through its preset)."""
+    from kluekit.tasks import get_task_class
+
+    name = DATASETS[dataset]["task"]
+    task_class = get_task_class(name)
+    return task_class(task_class.Options(preset="nsmc")) if name == "classify" else task_class()
+
+
+def raw_rows(source: Path):
+    """(rows as strings, to_csv keywords that write them back the same way) of a CSV or TSV file, unparsed."""
+    import pandas as pd
+
+    tab = source.suffix in (".tsv", ".txt")
+    style = {"sep": "\t" if tab else ",", "quoting": 3 if tab else 0}
+    return pd.read_csv(source, keep_default_na=False, dtype=str, **style), {**style, "index": False}
+
+
 def held_out_file(job: dict, folder: Path):
     """(file, examples): the rows ``--dev-split 0.1`` held out for the job's split seed (kluekit's own split of the
     examples it reads), written into ``folder`` as the training file's own raw rows (CSV/TSV, one row per example)."""
-    import pandas as pd
-
     from kluekit.config import TrainConfig
-    from kluekit.tasks import get_task_class
     from kluekit.training import split_off
 
-    data, (source,) = DATASETS[job["dataset"]], [Path(p) for p in job["files"]["train"]]
-    task_class = get_task_class(data["task"])
-    task = task_class(task_class.Options(preset="nsmc")) if data["task"] == "classify" else task_class()
+    (source,) = [Path(p) for p in job["files"]["train"]]
+    task = dataset_task(job["dataset"])
     examples = task.read(source)
     task.fit(examples)
-    sep = "\t" if source.suffix in (".tsv", ".txt") else ","
-    raw = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
+    raw, style = raw_rows(source)
     if len(raw) != len(examples):
         raise SystemExit(f"{source}: {len(raw)} rows but {len(examples)} examples; cannot write its held-out rows")
     examples = examples.assign(_row=range(len(examples)))
@@ -195,7 +208,7 @@ def held_out_file(job: dict, folder: Path):
     held = split_off(task, examples, cfg, has_dev=False)[1]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"held-out{source.suffix}"
-    raw.iloc[held["_row"].to_numpy()].to_csv(path, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
+    raw.iloc[held["_row"].to_numpy()].to_csv(path, **style)
     return path, held
 
 
@@ -220,11 +233,8 @@ def trainer_run(job: dict) -> dict:
     from scipy.stats import pearsonr
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-    from kluekit.tasks import get_task_class
-
     data = DATASETS[job["dataset"]]
-    task_class = get_task_class(data["task"])
-    task = task_class(task_class.Options(preset="nsmc")) if data["task"] == "classify" else task_class()
+    task = dataset_task(job["dataset"])
     train = pd.concat([task.read(path) for path in job["files"]["train"]], ignore_index=True)
     test = task.read(job["files"]["test"])
     regression = data["metric"] == "pearson"
@@ -355,8 +365,6 @@ def files(shared: Path, work: Path, quick: bool) -> dict:
 
 def first_rows(source: Path, rows: int, stem: Path, task: str) -> Path:
     """A copy of ``source``'s first ``rows`` examples at ``stem`` + its suffix (same format)."""
-    import pandas as pd
-
     if task == "ner":  # KLUE-NER: sentences are blocks between blank lines
         target = stem.with_suffix(".tsv")
         blocks = source.read_text(encoding="utf-8").split("\n\n")
@@ -365,10 +373,9 @@ def first_rows(source: Path, rows: int, stem: Path, task: str) -> Path:
         target = stem.with_suffix(".json")
         target.write_text(json.dumps(json.loads(source.read_text(encoding="utf-8"))[:rows], ensure_ascii=False))
     else:
-        sep = "\t" if source.suffix in (".tsv", ".txt") else ","
         target = stem.with_suffix(source.suffix)
-        frame = pd.read_csv(source, sep=sep, quoting=3 if sep == "\t" else 0, keep_default_na=False, dtype=str)
-        frame.head(rows).to_csv(target, sep=sep, index=False, quoting=3 if sep == "\t" else 0)
+        frame, style = raw_rows(source)
+        frame.head(rows).to_csv(target, **style)
     return target
 
 

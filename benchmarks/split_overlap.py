@@ -42,14 +42,17 @@ def bigrams(text: str) -> set[str]:
     return {text[i:i + 2] for i in range(len(text) - 1)}
 
 
+def jaccard(first: set, second: set) -> float:
+    return len(first & second) / max(1, len(first | second))
+
+
 def shape(examples) -> dict:
     """Label-bin shares (%) and the bigram-overlap baseline of one STS file."""
     import numpy as np
 
     gold = examples["label"].to_numpy(dtype=float)
     share = 100 * np.bincount(np.minimum((gold / 0.5).astype(int), 9), minlength=10) / len(gold)
-    overlap = np.array([len(bigrams(a) & bigrams(b)) / max(1, len(bigrams(a) | bigrams(b)))
-                        for a, b in zip(examples["sentence1"], examples["sentence2"])])
+    overlap = np.array([jaccard(bigrams(a), bigrams(b)) for a, b in zip(examples["sentence1"], examples["sentence2"])])
     return {"label_bin_0_pct": round(float(share[0]), 1), "label_bin_min_pct": round(float(share.min()), 1),
             "label_bin_max_pct": round(float(share.max()), 1),
             "bigram_overlap_label_pearson": round(100 * float(np.corrcoef(overlap, gold)[0, 1]), 1),

@@ -11,8 +11,6 @@ scores outside [0, 5] and the same with every half-point label bin weighted alik
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -30,11 +28,11 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="an STS run directory trained with --dev-split")
     parser.add_argument("--name", default="sts_clip")
     args = parser.parse_args()
-    record = json.loads((Path(args.run) / "kluekit.json").read_text())
-    cfg = TrainConfig(**{k: v for k, v in record["train_config"].items() if k in TrainConfig.__dataclass_fields__})
+    predictor = Predictor(args.run, expected="sts", progress=False)
+    recorded = predictor.run.info["train_config"]
+    cfg = TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.__dataclass_fields__})
     if not cfg.dev_split:
         raise SystemExit(f"{args.run}: trained without --dev-split, so it has no held-out rows")
-    predictor = Predictor(args.run, expected="sts", progress=False)
     task = predictor.task
     held = split_off(task, read_files(task, cfg.train, cfg.format), cfg, has_dev=False)[1]
     tokenizer, model, device, precision = predictor.load()
