@@ -16,4 +16,5 @@ grep -h "seed [0-9]*:" "runs/$name.log" | tail -n 60
 tail -n 3 "runs/$name.log"
 find benchmarks/results -name '*.json' -newer .carry/tree.tgz -exec cp {} "$OUT/" \;
 shopt -s nullglob
-tar czf "$OUT/logs-$name.tgz" runs/*.log runs/bench-quality/*.log runs/bench-quality/*.result.json
+tar czf "$OUT/logs-$name.tgz" runs/*.log runs/bench-quality/*.log runs/bench-quality/*.result.json \
+    runs/bench-quality/*/ensemble-report/metrics.json

@@ -262,20 +262,24 @@ def trainer_run(job: dict) -> dict:
     return {"score": float(score), "train_seconds": seconds}
 
 
-def ensembles(done: list[dict], size: int, key: str, work: Path) -> dict:
+def ensembles(done: list[dict], size: int, key: str, work: Path, reuse: bool = False) -> dict:
     """``--ensemble N``: each (data set, recipe)'s runs in groups of N consecutive seeds, each group's predictions
     averaged (``kluekit ensemble``) on the test file, or in ``select`` on the rows the group's one split held out;
-    the mean, spread and per-group scores of those ensembles."""
+    the mean, spread and per-group scores of those ensembles. ``reuse``: a group whose ensemble report is already
+    there (an earlier call's, copied back with its runs' result files) is read, not scored again."""
     figures = {}
     for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done}):
         runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
         scores = []
         for group in (runs[i:i + size] for i in range(0, len(runs), size)):
             out = work / f"{group[0]['phase']}-{dataset}-{recipe}-ensemble-s{group[0]['seed']}-{group[-1]['seed']}"
-            scored_on = held_out_file(group[0], out)[0] if group[0]["phase"] == "select" else group[0]["files"]["test"]
-            kluekit("ensemble", "--model", *(d["run_dir"] for d in group), "--input", str(scored_on), "--output",
-                    str(out / "ensemble.csv"), "--evaluate")
-            scores.append(json.loads((out / "ensemble-report/metrics.json").read_text())[DATASETS[dataset]["metric"]])
+            metrics = out / "ensemble-report/metrics.json"
+            if not (reuse and metrics.is_file()):
+                scored_on = held_out_file(group[0], out)[0] if group[0]["phase"] == "select" else \
+                    group[0]["files"]["test"]
+                kluekit("ensemble", "--model", *(d["run_dir"] for d in group), "--input", str(scored_on), "--output",
+                        str(out / "ensemble.csv"), "--evaluate")
+            scores.append(json.loads(metrics.read_text())[DATASETS[dataset]["metric"]])
             print(f"{dataset} {recipe} ensemble of seeds {' '.join(str(d['seed']) for d in group)}: {scores[-1]:.2f}",
                   flush=True)
         name = f"{dataset}_{key}_{recipe}_ensemble{size}"
@@ -458,7 +462,7 @@ def main() -> None:
         figures = {"phase": "select: --dev-split 0.1 of the training files, last epoch", "seeds": args.seeds,
                    "model": Path(model).name, **summary(done, "split")}
         if args.ensemble:
-            figures.update(ensembles(done, args.ensemble, "split", work))
+            figures.update(ensembles(done, args.ensemble, "split", work, args.reuse))
         helping = select_levers(figures, datasets)
         figures["helping"] = " ".join(helping) or "none"
         if args.write_recipe:
@@ -490,7 +494,7 @@ def main() -> None:
     figures = {"phase": "report: train file -> test file, last epoch", "seeds": args.seeds, "model": Path(model).name,
                **summary(done, "test")}
     if args.ensemble:
-        figures.update(ensembles(done, args.ensemble, "test", work))
+        figures.update(ensembles(done, args.ensemble, "test", work, args.reuse))
     if args.speed:
         figures.update(speed(datasets, recipes, job, args.seeds[0]))
     headline(figures)

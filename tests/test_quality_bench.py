@@ -190,3 +190,23 @@ def test_ensemble_groups_share_their_first_seeds_split(quality, monkeypatch, tmp
     monkeypatch.setattr(sys, "argv", ["quality.py", "--phase", "report", "--seeds", "1", "2", "--ensemble", "3"])
     with pytest.raises(SystemExit):  # 3 does not divide 2 seeds
         quality.main()
+
+
+def test_reuse_reads_an_earlier_calls_ensemble_report(quality, monkeypatch, tmp_path):
+    def kluekit(*argv):  # the runs are gone: scoring them again would fail
+        raise AssertionError(f"kluekit {' '.join(argv)} called")
+
+    monkeypatch.setattr(quality, "kluekit", kluekit)
+    done = [{"phase": "report", "dataset": "klue_re", "recipe": "defaults", "seed": s, "score": score,
+             "run_dir": str(tmp_path / f"gone-s{s}"), "files": {"test": "test.csv"}}
+            for s, score in zip(range(1, 7), [50.0, 52.0, 54.0, 51.0, 53.0, 55.0])]
+    for first, last, f1 in [(1, 3, 56.0), (4, 6, 58.0)]:
+        report = tmp_path / f"report-klue_re-defaults-ensemble-s{first}-{last}/ensemble-report"
+        report.mkdir(parents=True)
+        (report / "metrics.json").write_text(json.dumps({"micro_f1": f1}))
+    figures = quality.ensembles(done, 3, "test", tmp_path, reuse=True)
+    assert figures["klue_re_test_defaults_ensemble3_mean"] == 57.0
+    assert figures["klue_re_test_defaults_ensemble3_per_group"] == "56.00 58.00"
+    assert figures["gain_ensemble3_klue_re_defaults"] == "+4.50"  # 57 - the six runs' mean 52.5
+    with pytest.raises(AssertionError, match="kluekit ensemble"):  # without --reuse it scores them again
+        quality.ensembles(done, 3, "test", tmp_path)
