@@ -44,7 +44,10 @@ KorSTS test (Spearman). E.g. to choose ``--char-slots``::
 - Each of the ``--jobs`` runs at once gets the machine's cores divided by ``--jobs`` as its CPU threads
   (``cpu_share``; before 2026-12-02 every run started a thread per core).
 - ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
-  other work shared the GPU during ``report``. Results: ``quality_speed.json``.
+  other work shared the GPU during ``report``. ``--repeats N``: N alone runs of each, the recipes in turn, the
+  fastest counted (``*_alone_train_seconds_runs`` keeps every run's; one run can be slowed by whatever else the
+  machine does: KorSTS's first alone run in ``quality_speed_swap3.json`` trained at 2,238 examples/s, KLUE-STS's
+  with the same options at 3,030). Results: ``quality_speed.json``.
 """
 
 from __future__ import annotations
@@ -116,6 +119,10 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     # that turn them on are the defaults now; sts_v1 is the STS defaults before
     "init_mean_swap_average": (["--init-mean", "--swap-average"], "sts"),
     "sts_v1": (["--no-init-mean", "--no-swap-average"], "sts"),
+    # --swap-augment and 3 epochs (swap_augment_epochs_3) are the STS defaults since 2026-12-02's fourth session
+    # (quality_select_swap3.json), so that variant is the defaults now, and `swap_augment`, `rdrop_1_swap_augment`
+    # train 3 epochs where they trained 4 before; sts_v2 is the STS defaults before (4 epochs of one order)
+    "sts_v2": (["--no-swap-augment", "--epochs", "4"], "sts"),
     "epochs_8": (["--epochs", "8"], "re"),  # RE's curve was still rising at its 5th epoch (re_e5_typed_entity_focal)
     "rdrop_1_epochs_8": (["--rdrop", "1.0", "--epochs", "8"], "re"),  # both RE split winners together (not run yet)
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
@@ -423,6 +430,9 @@ def main() -> None:
                                                                     "src/kluekit/recipes/competition.yaml")
     parser.add_argument("--speed", action="store_true",
                         help="report: one more run of the defaults and the Trainer per data set, alone")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="speed (and report --speed): N alone runs of each recipe per data set, taken in turn; "
+                             "the fastest counts (every run's seconds are kept)")
     parser.add_argument("--ensemble", type=int, default=0, metavar="N",
                         help="select/report: also score each recipe's runs averaged in groups of N consecutive seeds "
                              "(--seeds a multiple of N; in select the N runs of a group hold out the same rows, "
@@ -440,6 +450,8 @@ def main() -> None:
         parser.error("--phase select, report or speed")
     if args.ensemble and (args.ensemble < 2 or len(args.seeds) % args.ensemble or args.phase == "speed"):
         parser.error(f"--ensemble {args.ensemble}: at least 2, dividing the {len(args.seeds)} --seeds; not with speed")
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: at least 1")
     shared, work = Path(args.shared), ROOT / "runs/bench-quality"
     work.mkdir(parents=True, exist_ok=True)
     model = args.model or str(shared / "models/e5-small-ko")
@@ -485,10 +497,13 @@ def main() -> None:
     recipes = {name: ["--recipe", "competition"] if name == "competition" else [] if name == "trainer"
                else VARIANTS[name][0] for name in names}
     if timing:
+        timed, done = speed(datasets, recipes, job, args.seeds[0], args.repeats, args.reuse)
         figures = {"phase": "speed: each run alone on the device, train seconds", "seed": args.seeds[0],
-                   "model": Path(model).name, **speed(datasets, recipes, job, args.seeds[0])}
-        figures["wall_s"] = round(time.perf_counter() - started, 1)
-        return write_results("quality.py", results_name(args, "quality_speed"), figures)
+                   "model": Path(model).name, **timed}
+        if args.repeats > 1:
+            figures["repeats"] = args.repeats
+        device = finish(args, done, figures, started)
+        return write_results("quality.py", results_name(args, "quality_speed"), figures, device=device)
 
     jobs = [job(dataset, recipe, seed, options) for dataset in datasets for recipe, options in recipes.items()
             if applies(dataset, recipe) for seed in args.seeds]
@@ -498,7 +513,9 @@ def main() -> None:
     if args.ensemble:
         figures.update(ensembles(done, args.ensemble, "test", work, args.reuse))
     if args.speed:
-        figures.update(speed(datasets, recipes, job, args.seeds[0]))
+        timed, alone = speed(datasets, recipes, job, args.seeds[0], args.repeats, args.reuse)
+        figures.update(timed)
+        done += alone
     headline(figures)
     device = finish(args, done, figures, started)
     write_results("quality.py", results_name(args, "quality"), figures, device=device)
@@ -520,14 +537,22 @@ def finish(args, done: list[dict], figures: dict, started: float) -> str | None:
     return args.ran_on
 
 
-def speed(datasets, recipes: dict, job, seed: int) -> dict:
-    """One run of each recipe (but the competition one) per data set, alone on the device: its train seconds and
-    the Trainer's over them."""
+def speed(datasets, recipes: dict, job, seed: int, repeats: int = 1, reuse: bool = False) -> tuple[dict, list]:
+    """``repeats`` runs of each recipe (but the competition one) per data set, each alone on the device, the
+    recipes taken in turn: the fastest run's train seconds (timeit's rule: the slower ones measure interference,
+    not the code; every run's with ``repeats`` > 1) and the Trainer's over them. Also returns the runs."""
     figures = {}
-    timed = [job(dataset, recipe, seed, recipes[recipe], "-alone") for dataset in datasets
+    timed = [job(dataset, recipe, seed, recipes[recipe], "-alone" + (f"-r{r + 1}" if r else ""))
+             for dataset in datasets for r in range(repeats)
              for recipe in recipes if recipe != "competition" and applies(dataset, recipe)]
-    for d in [d for j in timed for d in run_jobs([j], 1)]:
-        figures[f"{d['dataset']}_{d['recipe']}_alone_train_seconds"] = round(d["train_seconds"], 2)
+    done = [d for j in timed for d in run_jobs([j], 1, reuse)]
+    for dataset in datasets:
+        for recipe in recipes:
+            seconds = [d["train_seconds"] for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
+            if seconds:
+                figures[f"{dataset}_{recipe}_alone_train_seconds"] = round(min(seconds), 2)
+            if len(seconds) > 1:
+                figures[f"{dataset}_{recipe}_alone_train_seconds_runs"] = " ".join(f"{s:.2f}" for s in seconds)
     for dataset in datasets:
         trainer = figures.get(f"{dataset}_trainer_alone_train_seconds")
         for recipe in recipes:
@@ -536,7 +561,7 @@ def speed(datasets, recipes: dict, job, seed: int) -> dict:
                 key = f"{dataset}_speedup_vs_trainer" if recipe == "defaults" else \
                     f"{dataset}_{recipe}_speedup_vs_trainer"
                 figures[key] = round(trainer / seconds, 2)
-    return figures
+    return figures, done
 
 
 def applies(dataset: str, recipe: str) -> bool:

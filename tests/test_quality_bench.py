@@ -210,3 +210,24 @@ def test_reuse_reads_an_earlier_calls_ensemble_report(quality, monkeypatch, tmp_
     assert figures["gain_ensemble3_klue_re_defaults"] == "+4.50"  # 57 - the six runs' mean 52.5
     with pytest.raises(AssertionError, match="kluekit ensemble"):  # without --reuse it scores them again
         quality.ensembles(done, 3, "test", tmp_path)
+
+
+def test_speed_repeats_take_turns_and_count_the_fastest_run(quality, monkeypatch):
+    seconds = iter([9.0, 30.0, 6.0, 33.0])  # defaults, trainer, defaults again (faster), trainer again (slower)
+    order = []
+
+    def fake_run_jobs(jobs, parallel, reuse=False):
+        assert parallel == 1 and len(jobs) == 1  # alone on the device
+        order.append((jobs[0]["recipe"], jobs[0]["run_dir"]))
+        return [{**jobs[0], "score": 80.0, "train_seconds": next(seconds)}]
+
+    def job(dataset, recipe, seed, options, tag=""):
+        return {"dataset": dataset, "recipe": recipe, "seed": seed, "run_dir": f"speed-{dataset}-{recipe}{tag}"}
+
+    monkeypatch.setattr(quality, "run_jobs", fake_run_jobs)
+    figures, done = quality.speed(["korsts"], {"defaults": [], "trainer": []}, job, 1, repeats=2)
+    assert [recipe for recipe, _ in order] == ["defaults", "trainer", "defaults", "trainer"] and len(done) == 4
+    assert order[0][1] == "speed-korsts-defaults-alone" and order[2][1] == "speed-korsts-defaults-alone-r2"
+    assert figures["korsts_defaults_alone_train_seconds"] == 6.0 and figures["korsts_trainer_alone_train_seconds"] == 30.0
+    assert figures["korsts_defaults_alone_train_seconds_runs"] == "9.00 6.00"
+    assert figures["korsts_speedup_vs_trainer"] == 5.0

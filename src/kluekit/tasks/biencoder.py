@@ -44,6 +44,8 @@ class BiencoderTask(STSTask):
     name = "biencoder"
     primary_metric = "spearman"
     Options = BiencoderOptions
+    # not the cross-encoder's 3 epochs (those go with its --swap-augment default): random batches, 4 epochs
+    train_defaults = {"group_by_length": False}
 
     def __init__(self, options=None, labels=None):
         super().__init__(options, labels)
