@@ -174,6 +174,22 @@ def test_a_task_brings_its_own_training_defaults(monkeypatch):
     assert "(default: 384)" in " ".join(kluekit("train", "mrc", "--help").stdout.split())
 
 
+def test_sts_trains_3_epochs_of_both_orders_unless_told_otherwise(monkeypatch):
+    """The STS cross-encoder's defaults (quality_select_swap3.json): --swap-augment and 3 epochs; the bi-encoder,
+    which inherits STS's reading and scoring, keeps one order and 4 epochs; the competition recipe keeps the 4
+    epochs it was measured with; the command line still overrides both."""
+    from kluekit import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "train", lambda task, cfg: seen.append(
+        (task.name, cfg.epochs, task.options.swap_augment)) or {})
+    monkeypatch.setattr(cli, "print_train_result", lambda result, task: None)
+    for argv in (["train", "sts"], ["train", "sts", "--epochs", "4", "--no-swap-augment"], ["train", "biencoder"],
+                 ["train", "sts", "--recipe", "competition"]):
+        cli.run([*argv, "--model", "m", "--train", "t.csv"])
+    assert seen == [("sts", 3.0, True), ("sts", 4.0, False), ("biencoder", 4.0, False), ("sts", 4.0, True)]
+
+
 def test_pair_and_text_classification_train_on_plain_random_batches(monkeypatch):
     """STS, the bi-encoder and classification default to --no-group-by-length (chosen on training splits:
     quality_select.json); --group-by-length still turns grouping on; other tasks keep grouping."""
