@@ -20,6 +20,18 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STS_DIR = SHARED / "data" / "klue_sts"
 
 
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module (its folder on sys.path, for its ``common`` import)."""
+    import importlib.util
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def shared_path(*parts: str) -> Path:
     """A file under ../shared; skips the test when ../shared is absent (fails instead under CI)."""
     path = SHARED.joinpath(*parts)

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def pool_runs():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("pool_runs_bench", BENCH / "pool_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("pool_runs")
 
 
 def call(seeds, per_seed, per_group, device="GPU x1"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,16 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def quality():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("quality_bench", BENCH / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("quality")
 
 
 def test_reused_runs_are_read_from_their_result_files(quality, tmp_path):
