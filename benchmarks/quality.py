@@ -165,7 +165,9 @@ def kluekit_run(job: dict) -> dict:
     kluekit("evaluate", data["task"], "--model", str(run), "--input", job["files"]["test"], "--output-dir",
             str(run / "eval"))
     scored = json.loads((run / "eval/metrics.json").read_text())
-    return {"score": scored[data["metric"]], "train_seconds": record["train_seconds"]}
+    # steps and the speed after the first 10 (graph capture, start-up): what a run costs once against per step
+    pace = {key: record[key] for key in ("steps", "steady_tokens_per_s", "train_tokens_per_s") if key in record}
+    return {"score": scored[data["metric"]], "train_seconds": record["train_seconds"], **pace}
 
 
 def flat_split_score(job: dict, run: Path, pearson: float) -> dict:
@@ -552,9 +554,14 @@ def speed(datasets, recipes: dict, job, seed: int, repeats: int = 1, reuse: bool
     done = [d for j in timed for d in run_jobs([j], 1, reuse)]
     for dataset in datasets:
         for recipe in recipes:
-            seconds = [d["train_seconds"] for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
+            runs = [d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
+            seconds = [d["train_seconds"] for d in runs]
             if seconds:
                 figures[f"{dataset}_{recipe}_alone_train_seconds"] = round(min(seconds), 2)
+                fastest = min(runs, key=lambda d: d["train_seconds"])
+                for key in ("steps", "steady_tokens_per_s", "train_tokens_per_s"):  # kluekit's runs record these
+                    if key in fastest:
+                        figures[f"{dataset}_{recipe}_alone_{key}"] = fastest[key]
             if len(seconds) > 1:
                 figures[f"{dataset}_{recipe}_alone_train_seconds_runs"] = " ".join(f"{s:.2f}" for s in seconds)
     for dataset in datasets:

@@ -214,7 +214,8 @@ def test_speed_repeats_take_turns_and_count_the_fastest_run(quality, monkeypatch
     def fake_run_jobs(jobs, parallel, reuse=False):
         assert parallel == 1 and len(jobs) == 1  # alone on the device
         order.append((jobs[0]["recipe"], jobs[0]["run_dir"]))
-        return [{**jobs[0], "score": 80.0, "train_seconds": next(seconds)}]
+        pace = {"steps": 100, "steady_tokens_per_s": 9000.0} if jobs[0]["recipe"] == "defaults" else {}
+        return [{**jobs[0], "score": 80.0, "train_seconds": next(seconds), **pace}]
 
     def job(dataset, recipe, seed, options, tag=""):
         return {"dataset": dataset, "recipe": recipe, "seed": seed, "run_dir": f"speed-{dataset}-{recipe}{tag}"}
@@ -226,3 +227,5 @@ def test_speed_repeats_take_turns_and_count_the_fastest_run(quality, monkeypatch
     assert figures["korsts_defaults_alone_train_seconds"] == 6.0 and figures["korsts_trainer_alone_train_seconds"] == 30.0
     assert figures["korsts_defaults_alone_train_seconds_runs"] == "9.00 6.00"
     assert figures["korsts_speedup_vs_trainer"] == 5.0
+    assert figures["korsts_defaults_alone_steps"] == 100 and figures["korsts_defaults_alone_steady_tokens_per_s"] == 9000.0
+    assert "korsts_trainer_alone_steps" not in figures  # the Trainer's runs do not record them
