@@ -31,17 +31,18 @@ def pool(results: list[dict]) -> dict:
     keys = [k for k in results[0] if k.endswith(LISTS) and all(k in r for r in results[1:])]
     if not keys:
         raise SystemExit("the files share no *_per_seed or *_per_group list")
-    figures = {"model": results[0].get("model"), "seeds": seeds}
+    figures, means = {"model": results[0].get("model"), "seeds": seeds}, {}
     for key in keys:
         stem = key[: key.rindex("_per_")]
         values = [float(v) for r in results for v in str(r[key]).split()]
-        figures[f"{stem}_mean"] = round(statistics.mean(values), 2)
+        means[stem] = statistics.mean(values)
+        figures[f"{stem}_mean"] = round(means[stem], 2)
         figures[f"{stem}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
         figures[key] = " ".join(f"{v:.2f}" for v in values)
-    for stem in [k[: -len("_mean")] for k in figures if re.search(r"_ensemble\d+_mean$", k)]:
-        single = re.sub(r"_ensemble\d+$", "", stem) + "_mean"
-        if single in figures:
-            figures[f"{stem}_gain"] = f"{figures[stem + '_mean'] - figures[single]:+.2f}"
+    for stem in [stem for stem in means if re.search(r"_ensemble\d+$", stem)]:
+        single = re.sub(r"_ensemble\d+$", "", stem)
+        if single in means:  # from the unrounded means
+            figures[f"{stem}_gain"] = f"{means[stem] - means[single]:+.2f}"
     return figures
 
 

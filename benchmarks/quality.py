@@ -45,9 +45,8 @@ KorSTS test (Spearman). E.g. to choose ``--char-slots``::
   (``cpu_share``; before 2026-12-02 every run started a thread per core).
 - ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
   other work shared the GPU during ``report``. ``--repeats N``: N alone runs of each, the recipes in turn, the
-  fastest counted (``*_alone_train_seconds_runs`` keeps every run's; one run can be slowed by whatever else the
-  machine does: KorSTS's first alone run in ``quality_speed_swap3.json`` trained at 2,238 examples/s, KLUE-STS's
-  with the same options at 3,030). Results: ``quality_speed.json``.
+  fastest counted (``*_alone_train_seconds_runs`` keeps every run's; the same run twice can differ by a tenth: the
+  ``Trainer`` on KLUE-STS took 70.66 s and 77.23 s in ``quality_speed_sts.json``). Results: ``quality_speed.json``.
 """
 
 from __future__ import annotations
@@ -134,6 +133,9 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     "char_slots_4": (["--char-slots", "4"], "ner"),
 }
 TRAINER_MAX_LENGTH = 128
+# what a kluekit run's record says of its pace, kept in its result file: steps and the speed after the first 10
+# (graph capture, start-up), to tell what a run costs once from what it costs per step
+PACE = ("steps", "steady_tokens_per_s", "train_tokens_per_s")
 
 
 # ---- one run (a worker process) ---------------------------------------------------------------------------
@@ -165,8 +167,7 @@ def kluekit_run(job: dict) -> dict:
     kluekit("evaluate", data["task"], "--model", str(run), "--input", job["files"]["test"], "--output-dir",
             str(run / "eval"))
     scored = json.loads((run / "eval/metrics.json").read_text())
-    # steps and the speed after the first 10 (graph capture, start-up): what a run costs once against per step
-    pace = {key: record[key] for key in ("steps", "steady_tokens_per_s", "train_tokens_per_s") if key in record}
+    pace = {key: record[key] for key in PACE if key in record}
     return {"score": scored[data["metric"]], "train_seconds": record["train_seconds"], **pace}
 
 
@@ -555,15 +556,14 @@ def speed(datasets, recipes: dict, job, seed: int, repeats: int = 1, reuse: bool
     for dataset in datasets:
         for recipe in recipes:
             runs = [d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
-            seconds = [d["train_seconds"] for d in runs]
-            if seconds:
-                figures[f"{dataset}_{recipe}_alone_train_seconds"] = round(min(seconds), 2)
-                fastest = min(runs, key=lambda d: d["train_seconds"])
-                for key in ("steps", "steady_tokens_per_s", "train_tokens_per_s"):  # kluekit's runs record these
-                    if key in fastest:
-                        figures[f"{dataset}_{recipe}_alone_{key}"] = fastest[key]
-            if len(seconds) > 1:
-                figures[f"{dataset}_{recipe}_alone_train_seconds_runs"] = " ".join(f"{s:.2f}" for s in seconds)
+            if not runs:
+                continue
+            fastest = min(runs, key=lambda d: d["train_seconds"])
+            figures[f"{dataset}_{recipe}_alone_train_seconds"] = round(fastest["train_seconds"], 2)
+            figures.update({f"{dataset}_{recipe}_alone_{key}": fastest[key] for key in PACE if key in fastest})
+            if len(runs) > 1:
+                figures[f"{dataset}_{recipe}_alone_train_seconds_runs"] = " ".join(
+                    f"{d['train_seconds']:.2f}" for d in runs)
     for dataset in datasets:
         trainer = figures.get(f"{dataset}_trainer_alone_train_seconds")
         for recipe in recipes:
