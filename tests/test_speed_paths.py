@@ -1,6 +1,7 @@
 """The training speed paths that CPU CI can check: bucket padding for CUDA graphs (shapes, values, and that
-it leaves the model's outputs unchanged), when graphs are used, the eager fallback's gradients, and
-``kluekit train`` under torchrun (DDP, two CPU processes)."""
+it leaves the model's outputs unchanged), when graphs are used, the eager fallback's gradients, the numpy padding
+collator against transformers' ``DataCollatorWithPadding``, the optimizer update (eagerly; replayed as a graph
+where a GPU is present) and ``kluekit train`` under torchrun (DDP, two CPU processes)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
+from conftest import shared_path
+from kluekit.batching import PadCollator
 from kluekit.config import TrainConfig
-from kluekit.engine.graphs import BucketPadding, GraphedSteps, bucket_length, pad_batch
+from kluekit.engine.graphs import BucketPadding, GraphedSteps, GraphedUpdate, bucket_length, pad_batch
+from kluekit.engine.optim import make_optimizer, make_scheduler
+from kluekit.errors import KluekitError
 from kluekit.engine.trainer import use_cuda_graphs
 from kluekit.tasks.sts import STSTask
 
@@ -141,3 +147,71 @@ def test_bf16_predictions_come_from_an_fp32_head(tiny_sts):
     assert (scores != scores.to(torch.bfloat16).float()).any()  # not bf16-representable
     assert not model.classifier._forward_pre_hooks  # the hooks are gone afterwards
     assert head_modules(model.bert) == []  # a bare encoder has no head
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_pad_collator_matches_data_collator_with_padding(side, multiple):
+    tokenizer = AutoTokenizer.from_pretrained(shared_path("models", "e5-small-ko"))
+    tokenizer.padding_side = side
+    texts = [("오늘 날씨가 좋다", "날씨가 맑다"), ("짧다", "아주 긴 문장이 여기에 하나 있어서 패딩이 많이 생긴다"), ("a", "b")]
+    encoded = tokenizer([a for a, _ in texts], [b for _, b in texts], return_token_type_ids=True,
+                        return_special_tokens_mask=True)
+    items = [{name: encoded[name][i] for name in encoded} for i in range(len(texts))]
+    for i, item in enumerate(items):
+        item.update(label=float(i) / 2, weights=np.ones(2, dtype=np.float32) * i)
+    without_mask = [{k: v for k, v in item.items() if k != "attention_mask"} for item in items]
+    for batch_items in (items, without_mask, items[:1]):
+        expected = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)(batch_items)
+        got = PadCollator(tokenizer, multiple)(batch_items)
+        assert sorted(got) == sorted(expected)
+        for name in expected:
+            assert got[name].dtype == expected[name].dtype, name
+            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+
+
+def test_pad_collator_needs_a_padding_token():
+    tokenizer = AutoTokenizer.from_pretrained(shared_path("models", "e5-small-ko"))
+    tokenizer.pad_token = None
+    with pytest.raises(KluekitError, match="no padding token"):
+        PadCollator(tokenizer)([{"input_ids": [5, 6]}])
+
+
+def updated_weights(update_kind: str, device: str, steps: int = 6) -> list[torch.Tensor]:
+    """A small model's weights after ``steps`` AdamW updates with clipping and a linear schedule with warm-up:
+    ``plain`` = clip_grad_norm_ + step + zero_grad, ``graphed`` = GraphedUpdate (replayed after 2 eager updates)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 1)).to(device)
+    params = list(model.parameters())
+    for param in params:
+        param.grad = torch.zeros_like(param)
+    optimizer = make_optimizer(model, 1e-2, 0.01, fused=device == "cuda")
+    scheduler = make_scheduler(optimizer, "linear", 2, steps)
+    update = GraphedUpdate(optimizer, params, max_grad_norm=0.5) if update_kind == "graphed" else None
+    inputs = torch.randn(steps, 4, 8, device=device)
+    for step in range(steps):
+        (model(inputs[step]).square().mean() * 100).backward()  # large gradients: the clipping acts
+        if update is None:
+            torch.nn.utils.clip_grad_norm_(params, 0.5)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=False)
+        else:
+            update()
+        scheduler.step()
+    assert update is None or (update.graph is not None) == (device == "cuda")
+    assert all(not param.grad.any() for param in params)
+    assert all(isinstance(group["lr"], float) for group in optimizer.param_groups)  # the schedule sees numbers
+    return [param.detach().cpu() for param in params]
+
+
+def test_graphed_update_eager_matches_plain_update(monkeypatch):
+    """Without a GPU (or before the capture) the update is clip + step + zero, as the eager trainer's."""
+    monkeypatch.setattr(GraphedUpdate, "capture", lambda self: setattr(self, "failed", True))
+    for got, expected in zip(updated_weights("graphed", "cpu"), updated_weights("plain", "cpu")):
+        torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_update_replays_the_plain_update():
+    for got, expected in zip(updated_weights("graphed", "cuda"), updated_weights("plain", "cuda")):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -25,13 +25,15 @@ class ColumnCollator:
     """Pads each column of a batch of ``encode_columns`` items to its own longest text; labels become a tensor."""
 
     def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
-        self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
+        from ..batching import PadCollator
+
+        self.pad = PadCollator(tokenizer, pad_to_multiple_of)
 
     def __call__(self, items: list[dict]) -> dict:
         batch = {}
         for prefix in column_prefixes(items[0]):
             rows = [{k[len(prefix):]: v for k, v in item.items() if k.startswith(prefix)} for item in items]
-            padded = self.tokenizer.pad(rows, pad_to_multiple_of=self.multiple, return_tensors="pt")
+            padded = self.pad(rows)
             batch.update({prefix + name: tensor for name, tensor in padded.items()})
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.float32)

@@ -2,9 +2,11 @@
 
 A small encoder's training step is bound by the host: hundreds of kernels, each dispatched from Python
 (``benchmarks/step_profile.py``). Replaying a captured graph launches them all at once (the pattern of
-PyTorch's "whole-network capture", without the optimizer step, which stays outside with the scheduler). Graphs need
-fixed shapes, so batches are padded up to a few length buckets (``bucket_length``) and only full
-batches are replayed; others (an epoch's last, smaller batch) run eagerly, as does evaluation.
+PyTorch's "whole-network capture"). Graphs need fixed shapes, so batches are padded up to a few length buckets
+(``bucket_length``) and only full batches are replayed; others (an epoch's last, smaller batch) run eagerly, as
+does evaluation. The update (gradient clipping, the optimizer's step, zeroing the gradients) has one shape and is
+captured once (``GraphedUpdate``): eagerly, clip_grad_norm_ and AdamW cost the host about 1.5 ms a step in per-tensor
+calls (``benchmarks/loop_profile.py``), more than the GPU needs for them.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ class GraphedSteps:
 
     def capture(self, batch: dict):
         """Warm up on a side stream (as CUDA graphs require), then capture; the gradients and the random
-        generators are left as found, so a run draws the same numbers whenever its shapes are captured."""
+        generators are left as found, so a run draws the same numbers whenever its shapes are captured. The first
+        shape warms up 3 times (PyTorch's default; lazy initialisation of the libraries), later ones once (the
+        per-shape plans), which saves ~2 eager steps per shape of a run's one-off cost."""
         static_batch = {name: tensor.clone() for name, tensor in batch.items()}
         saved = [param.grad.clone() for param in self.params]
         random_state = rng_state()
@@ -125,7 +129,7 @@ class GraphedSteps:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                for _ in range(3):
+                for _ in range(1 if self.graphs else 3):
                     self.eager(static_batch)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
@@ -162,6 +166,59 @@ def check_cuda_usable(error: Exception) -> None:
 
         raise KluekitError(f"CUDA graph capture failed ({str(error).splitlines()[0]}) and left CUDA unusable for "
                            "this process; run again with --no-cuda-graphs") from None
+
+
+class GraphedUpdate:
+    """``update()`` clips the gradients to ``max_grad_norm`` (0: no clipping), steps ``optimizer`` and zeroes the
+    gradients in place, as one replayed CUDA graph once ``warm`` updates ran eagerly (the optimizer's state exists
+    then, and the graph reads it where the eager steps left it).
+
+    The graph is captured with the optimizer ``capturable`` and each group's learning rate in a GPU tensor of its
+    own; after the capture the groups hold numbers again (the schedule, checkpoints and logs see what they always
+    did) and every ``update()`` copies them into those tensors before the replay. A capture that fails leaves the
+    eager update for the rest of the stage.
+    """
+
+    def __init__(self, optimizer, params: list, max_grad_norm: float, warm: int = 2):
+        self.optimizer, self.params, self.max_grad_norm, self.warm = optimizer, params, max_grad_norm, warm
+        self.graph, self.rates, self.failed, self.done = None, [], False, 0
+
+    def eager(self) -> None:
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=False)  # the forward graphs add into these .grad tensors
+
+    def __call__(self) -> None:
+        if self.graph is None and not self.failed and self.done >= self.warm:
+            self.capture()
+        self.done += 1
+        if self.graph is None:
+            return self.eager()
+        for group, rate in zip(self.optimizer.param_groups, self.rates):
+            rate.fill_(group["lr"])
+        self.graph.replay()
+
+    def capture(self) -> None:
+        groups = self.optimizer.param_groups
+        before = [(group.get("capturable", False), group["lr"]) for group in groups]
+        self.rates = [torch.tensor(float(lr), dtype=torch.float32, device=self.params[0].device) for _, lr in before]
+        try:
+            for group, rate in zip(groups, self.rates):
+                group["capturable"], group["lr"] = True, rate
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.eager()
+            self.graph = graph
+        except Exception as error:  # an optimizer that cannot be captured updates eagerly
+            self.failed = True
+            log.warning("CUDA graph of the optimizer step off (capture failed: %s)", str(error).splitlines()[0])
+            check_cuda_usable(error)
+        finally:
+            for group, (capturable, lr) in zip(groups, before):
+                group["capturable"], group["lr"] = capturable, lr
+            torch.cuda.synchronize()
 
 
 class BucketPadding:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..inference import bars_off, resolve_precision
 from .checkpoint import find_checkpoint, load_checkpoint, read_progress, save_checkpoint
 from .ema import EMA
-from .graphs import BucketPadding, GraphedSteps
+from .graphs import BucketPadding, GraphedSteps, GraphedUpdate
 from .optim import make_optimizer, make_scheduler, warmup_steps
 
 log = logging.getLogger("kluekit")
@@ -116,6 +116,7 @@ class Trainer:
             else step.forward
         self.graphed = GraphedSteps(self.model, self.forward, step.loss, cfg.batch_size, self.precision,
                                     cfg.grad_accum, plain_forward=step.forward) if self.graphs else None
+        self.update = GraphedUpdate(self.optimizer, self.graphed.params, cfg.max_grad_norm) if self.graphs else None
         self.state = {"stage": stage, "global_step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None,
                       "history": [], "train_seconds": 0.0, "train_examples_seen": 0, "train_tokens_seen": 0,
                       "carry": carry or {}}
@@ -231,13 +232,18 @@ class Trainer:
             return loss.detach()
 
     def optimizer_step(self) -> None:
-        if self.cfg.max_grad_norm:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        """Clip, step and zero the gradients (one CUDA graph with ``update``), then the weight average and the
+        schedule."""
+        if self.update is not None:
+            self.update()
+        else:
+            if self.cfg.max_grad_norm:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=self.graphed is None)  # graphs accumulate into kept .grad tensors
 
     def elapsed(self, started: float) -> float:
         if self.accelerator.device.type == "cuda":
@@ -310,6 +316,8 @@ class Trainer:
         if torch.cuda.is_available():
             result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         if self.graphed is not None:
-            result.update(cuda_graph_shapes=len(self.graphed.graphs), cuda_graphs_failed=self.graphed.failed)
-            self.graphed.release()  # free the graphs' memory pool before the next stage
+            result.update(cuda_graph_shapes=len(self.graphed.graphs), cuda_graphs_failed=self.graphed.failed,
+                          cuda_graph_update=self.update.graph is not None)
+            self.graphed.release()  # free the graphs' memory pools before the next stage
+            self.update.graph = None
         return result

@@ -183,9 +183,9 @@ class Task:
     # ---- batches ----------------------------------------------------------------------------------------
     def collator(self, tokenizer, pad_to_multiple_of: int | None = None):
         """A function from a list of ``encode`` items to a batch of padded tensors."""
-        from transformers import DataCollatorWithPadding
+        from ..batching import PadCollator
 
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        return PadCollator(tokenizer, pad_to_multiple_of)
 
     def forward(self, model, batch: dict):
         """The model's outputs for a batch (everything but the labels goes in)."""

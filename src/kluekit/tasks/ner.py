@@ -45,12 +45,12 @@ class NEROptions(TaskOptions):
 
 
 class SlotCollator:
-    """Pads a batch as ``DataCollatorWithPadding`` and the ``(T, P)`` per-character labels to ``(B, T_max, P)``."""
+    """Pads a batch as ``PadCollator`` and the ``(T, P)`` per-character labels to ``(B, T_max, P)``."""
 
     def __init__(self, tokenizer, pad_to_multiple_of=None):
-        from transformers import DataCollatorWithPadding
+        from ..batching import PadCollator
 
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        self.pad = PadCollator(tokenizer, pad_to_multiple_of)
 
     def __call__(self, items):
         labels = [np.asarray(item["labels"]) for item in items] if "labels" in items[0] else None
