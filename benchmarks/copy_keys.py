@@ -19,15 +19,16 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
   ensemble``), 3 groups of 3 seeds pooled from two calls by ``pool_runs.py``, from ``quality_re_ensemble_pooled.json``
   -> quality.json, re_e5.json (``re_micro_f1`` stays the single model's);
 - ``korsts_speedup_vs_trainer``, ``klue_sts_speedup_vs_trainer``: the STS defaults' (``--swap-augment``, 3 epochs)
-  training speed over the ``Trainer`` recipe's, the fastest of 2 runs of each alone on the GPU, from
-  ``quality_speed_sts.json``; ``nsmc_speedup_vs_trainer`` from ``quality_speed.json`` -> quality.json;
-- the STS defaults' and the ``Trainer``'s ``korsts_test_*`` / ``klue_sts_test_*`` figures and the issue's
-  ``*_pearson_defaults_mean`` / ``*_pearson_trainer_mean``: the STS report of the defaults since 2026-12-02's fourth
-  session (variant ``swap_augment_epochs_3``, the defaults' options now), the ``Trainer`` in the same call, from
-  ``quality_sts_swap3.json``; the defaults before (``--no-swap-augment``, 4 epochs) as ``*_sts_v2_*`` from the same
-  call; the competition recipe's figures and ``competition_recipe_gain_sts`` (KLUE-STS, over the defaults of its
-  own call, the ``sts_v2`` ones) from ``quality_sts_report.json`` -> quality.json. quality.json before these
-  copies: ``quality_v2.json`` (before the 2026-12-02 STS defaults: ``quality_v1.json``);
+  training speed over the ``Trainer`` recipe's, the fastest of 2 runs of each alone on the GPU, since the graphed
+  optimizer step (2026-12-03), from ``quality_speed_korsts_v2.json`` and ``quality_speed_klue_sts_v2.json`` (two
+  calls on one machine); ``nsmc_speedup_vs_trainer`` from ``quality_speed.json`` -> quality.json;
+- the STS defaults', the ``Trainer``'s and the competition recipe's ``korsts_test_*`` / ``klue_sts_test_*`` figures,
+  the issue's ``*_pearson_{defaults,trainer,competition}_mean`` and ``competition_recipe_gain_sts`` (KLUE-STS, over
+  the defaults of the same call): the STS report of 2026-12-03, all three recipes in one call, from
+  ``quality_sts_v3.json``; the defaults before 2026-12-02's fourth session (``--no-swap-augment``, 4 epochs) as
+  ``*_sts_v2_*`` from ``quality_sts_swap3.json`` -> quality.json. quality.json before these copies:
+  ``quality_v3.json`` (before the 2026-12-02 fourth session's: ``quality_v2.json``; before the 2026-12-02 STS
+  defaults: ``quality_v1.json``);
 - ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
   against the Trainer recipe, from ``clm_speed.json`` -> generate.json (``generate.py`` copies them too when it
   runs).
@@ -53,26 +54,24 @@ KEYS = {
     **{f"re_micro_f1_ensemble3{part}": ("quality_re_ensemble_pooled", f"klue_re_test_rdrop_1_epochs_8_ensemble3{part}",
                                         ("quality", "re_e5")) for part in ("_mean", "_std", "_per_group")},
     "biencoder_korsts_test_spearman": ("biencoder", "korsts_test_spearman", ("quality", "biencoder")),
-    **{f"{d}_speedup_vs_trainer": ("quality_speed_sts", f"{d}_speedup_vs_trainer", ("quality",))
+    **{f"{d}_speedup_vs_trainer": (f"quality_speed_{d}_v2", f"{d}_speedup_vs_trainer", ("quality",))
        for d in ("korsts", "klue_sts")},
     "nsmc_speedup_vs_trainer": ("quality_speed", "nsmc_speedup_vs_trainer", ("quality",)),
-    # the STS defaults since 2026-12-02's fourth session ran as the variant swap_augment_epochs_3 beside the
-    # Trainer and the defaults before them (sts_v2)
-    **{f"{prefix}_{name}{stat}": ("quality_sts_swap3", f"{prefix}_{source}{stat}", ("quality",))
-       for prefix in ("korsts_test", "klue_sts_test")
-       for name, source in (("defaults", "swap_augment_epochs_3"), ("trainer", "trainer"), ("sts_v2", "defaults"))
-       for stat in ("_mean", "_std", "_per_seed", "_train_seconds_mean")},
-    **{f"{key}_{name}_mean": ("quality_sts_swap3", f"{prefix}_{source}_mean", ("quality",))
-       for key, prefix in (("korsts_test_pearson", "korsts_test"), ("klue_sts_dev_pearson", "klue_sts_test"))
-       for name, source in (("defaults", "swap_augment_epochs_3"), ("trainer", "trainer"))},
+    # the defaults before 2026-12-02's fourth session (sts_v2) ran beside the swap_augment_epochs_3 variant, the
+    # defaults since
+    **{f"{prefix}_sts_v2{stat}": ("quality_sts_swap3", f"{prefix}_defaults{stat}", ("quality",))
+       for prefix in ("korsts_test", "klue_sts_test") for stat in ("_mean", "_std", "_per_seed", "_train_seconds_mean")},
     **{key: ("clm_speed", key, ("generate",))
        for key in ("clm_tokens_per_s", "trainer_clm_tokens_per_s", "clm_speedup", "clm_mfu")},
 }
 
 
-# (source file, key prefixes, files that get them): every key of the source with one of the prefixes
-PREFIXES = [("quality_sts_report", ("korsts_test_competition", "klue_sts_test_competition", "korsts_test_pearson_competition",
-                                    "klue_sts_dev_pearson_competition", "competition_recipe_gain_sts"), ("quality",))]
+# (source file, key prefixes, files that get them): every key of the source with one of the prefixes. The STS
+# defaults, the Trainer and the competition recipe, side by side in one call since 2026-12-03
+STS_REPORT = tuple(f"{prefix}_{recipe}" for prefix in ("korsts_test", "klue_sts_test", "korsts_test_pearson",
+                                                       "klue_sts_dev_pearson")
+                   for recipe in ("defaults", "trainer", "competition"))
+PREFIXES = [("quality_sts_v3", (*STS_REPORT, "competition_recipe_gain_sts"), ("quality",))]
 
 
 def read(name: str) -> dict:
