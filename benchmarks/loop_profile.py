@@ -8,7 +8,9 @@ the next as many steps with ``torch.profiler``: the GPU's busy time per step (th
 copies' intervals) against the wall time per step shows whether the host or the GPU sets the pace, and the host
 time of each part of the loop (``record_function`` ranges put around the trainer's methods here: batch = the
 DataLoader's collate and pinning, to_device, train_step = the graph replay, optimizer_step = clip + AdamW +
-schedule + zero_grad) shows what the host spends it on. Writes benchmarks/results/loop_profile.json.
+schedule + zero_grad) shows what the host spends it on; the GPU's kernels per step and their time by family
+(matrix products, attention, copies and dtype casts, norms, reductions, the optimizer, other elementwise) show
+what the GPU spends its time on. Writes benchmarks/results/loop_profile.json.
 """
 
 from __future__ import annotations
@@ -41,6 +43,28 @@ def busy_ms(events) -> float:
         elif stop > end:
             total, end = total + (stop - end), stop
     return total / 1000
+
+
+# kernel families by name, first match wins (cuBLAS's H100/H200 GEMMs are named nvjet_*, casts *copy_kernel*)
+KERNEL_FAMILIES = (("attention", ("flash", "fmha", "attention")), ("gemm", ("gemm", "nvjet", "cutlass", "xmma")),
+                   ("copy_or_cast", ("copy",)), ("norm", ("layer_norm", "layernorm")), ("reduce", ("reduce",)),
+                   ("optimizer", ("multi_tensor", "adam")), ("elementwise", ("elementwise",)))
+
+
+def kernel_family(name: str) -> str:
+    name = name.lower()
+    return next((family for family, parts in KERNEL_FAMILIES if any(part in name for part in parts)), "other")
+
+
+def kernel_figures(events, steps: int) -> dict:
+    """GPU kernels (copies and sets included) per step, and their time per step by family."""
+    gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    figures = {"gpu_kernels_per_step": round(len(gpu) / steps, 1)}
+    for family in [f for f, _ in KERNEL_FAMILIES] + ["other"]:
+        mine = [e for e in gpu if kernel_family(e.name) == family]
+        figures[f"gpu_{family}_kernels_per_step"] = round(len(mine) / steps, 1)
+        figures[f"gpu_{family}_ms_per_step"] = round(sum(e.time_range.elapsed_us() for e in mine) / 1000 / steps, 3)
+    return figures
 
 
 def instrument(window: tuple[int, int, int], figures: dict) -> None:
@@ -104,6 +128,7 @@ def report(profiler, steps: int, wall_ms: float, figures: dict) -> None:
     events = profiler.events()
     figures["step_ms_profiled"] = round(wall_ms, 3)
     figures["gpu_busy_ms_per_step"] = round(busy_ms(events) / steps, 3)
+    figures.update(kernel_figures(events, steps))
     host = {}  # a record_function range is listed twice (its CPU range, and its GPU-side annotation with no CPU time)
     for average in profiler.key_averages():
         host[average.key] = max(host.get(average.key, 0.0), average.cpu_time_total)

@@ -94,6 +94,7 @@ REPORT_ON = ("korsts", "klue_sts", "nsmc")
 VARIANTS = {  # name: (kluekit train options, the task it applies to or None for every task)
     "defaults": ([], None),
     "fp32": (["--precision", "fp32"], None),
+    "tf32": (["--precision", "fp32", "--tf32"], None),  # fp32 weights and activations, TF32 matrix products
     "no_grouping": (["--no-group-by-length"], None),
     "group_by_length": (["--group-by-length"], None),  # the STS/classify default before no_grouping was chosen
     "no_weight_decay": (["--weight-decay", "0"], None),

@@ -181,3 +181,24 @@ def test_patience_stops_training_once_the_dev_score_stops_improving(tmp_path):
     assert record["steps"] == 40 and record["stopped_early"] and record["best_step"] == 20
     off, _ = trainer(tmp_path / "off")
     assert not off.fit()["stopped_early"]
+
+
+def test_tf32_holds_for_the_training_loop_only(tmp_path, monkeypatch):
+    seen = []
+    plain_step = SpanTask.loss
+    monkeypatch.setattr(SpanTask, "loss", lambda self, outputs, batch: (
+        seen.append(torch.get_float32_matmul_precision()), plain_step(self, outputs, batch))[1])
+    before = torch.get_float32_matmul_precision()
+    run, _ = trainer(tmp_path / "tf32", tf32=True, max_steps=3)
+    assert run.fit()["tf32"] is True and set(seen) == {"high"}
+    assert torch.get_float32_matmul_precision() == before  # as it was: a library caller's setting is not changed
+    seen.clear()
+    run, _ = trainer(tmp_path / "plain", max_steps=3)
+    assert run.fit()["tf32"] is False and set(seen) == {before}
+
+    def fail(self, outputs, batch):
+        raise RuntimeError("a step fails")
+    monkeypatch.setattr(SpanTask, "loss", fail)
+    with pytest.raises(RuntimeError, match="a step fails"):
+        trainer(tmp_path / "fails", tf32=True, max_steps=3)[0].fit()
+    assert torch.get_float32_matmul_precision() == before

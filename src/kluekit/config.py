@@ -90,6 +90,8 @@ class TrainConfig:
     group_by_length: bool = opt(True, "batch inputs of similar length together (less padding, faster)")
     grad_accum: int = opt(1, "gradient accumulation steps", minimum=1)
     precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
+    tf32: bool = opt(False, "run fp32 matrix products on TensorFloat-32 tensor cores (NVIDIA Ampere or newer; "
+                            "10-bit mantissa inputs, fp32 sums), as the Trainer's --tf32 does; no effect on CPU")
     cuda_graphs: bool = opt(True, "replay each batch shape's forward and backward as a CUDA graph (one GPU, fp32 or "
                                   "bf16; lengths padded to buckets of 16/32/64): several times faster for small models")
     compile: bool = opt(False, "compile the model's forward with torch.compile (GPU only; a slower start, about a "

@@ -35,6 +35,18 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+@contextlib.contextmanager
+def matmul_tf32(enabled: bool):
+    """fp32 matrix products on TensorFloat-32 tensor cores inside the block (``enabled``), as they were after it."""
+    before = torch.get_float32_matmul_precision()
+    if enabled:
+        torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def head_modules(model) -> list[torch.nn.Module]:
     """The model's heads: its children with weights other than its encoder (``base_model`` in transformers,
     ``encoder`` in kluekit's own heads); none for a model without such an encoder (a sentence-transformers

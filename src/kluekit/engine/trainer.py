@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..inference import bars_off, resolve_precision
+from ..inference import bars_off, matmul_tf32, resolve_precision
 from .checkpoint import find_checkpoint, load_checkpoint, read_progress, save_checkpoint
 from .ema import EMA
 from .graphs import BucketPadding, GraphedSteps, GraphedUpdate
@@ -156,7 +156,8 @@ class Trainer:
         progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=bars_off(self.main), unit="step",
                         desc=self.stage, dynamic_ncols=True)
         try:
-            self.loop(writer, progress)
+            with matmul_tf32(getattr(self.cfg, "tf32", False)):
+                self.loop(writer, progress)
         finally:  # also on an error: the bar ends its line before the message, the log is flushed
             progress.close()
             if writer:
@@ -310,7 +311,7 @@ class Trainer:
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
                   "train_tokens_per_s": round(state["train_tokens_seen"] / max(state["train_seconds"], 1e-9), 1),
                   "total_steps": self.total_steps, "stopped_early": state.get("stopped_early", False),
-                  "warmup_steps": self.warmup, "precision": self.precision,
+                  "warmup_steps": self.warmup, "precision": self.precision, "tf32": getattr(self.cfg, "tf32", False),
                   **self.steady(),
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():
