@@ -47,8 +47,8 @@ def busy_ms(events) -> float:
 
 # kernel families by name, first match wins (cuBLAS's H100/H200 GEMMs are named nvjet_*, casts *copy_kernel*)
 KERNEL_FAMILIES = (("attention", ("flash", "fmha", "attention")), ("gemm", ("gemm", "nvjet", "cutlass", "xmma")),
-                   ("copy_or_cast", ("copy",)), ("norm", ("layer_norm", "layernorm", "gammabeta")), ("reduce", ("reduce",)),
-                   ("optimizer", ("multi_tensor", "adam")), ("elementwise", ("elementwise",)))
+                   ("copy_or_cast", ("copy",)), ("norm", ("layer_norm", "layernorm", "gammabeta")),
+                   ("reduce", ("reduce",)), ("optimizer", ("multi_tensor", "adam")), ("elementwise", ("elementwise",)))
 
 
 def kernel_family(name: str) -> str:
