@@ -18,17 +18,19 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
 - ``re_micro_f1_ensemble3`` (``_std``, ``_per_group``): the same recipe's runs averaged 3 at a time (``kluekit
   ensemble``), 3 groups of 3 seeds pooled from two calls by ``pool_runs.py``, from ``quality_re_ensemble_pooled.json``
   -> quality.json, re_e5.json (``re_micro_f1`` stays the single model's);
-- ``korsts_speedup_vs_trainer``, ``klue_sts_speedup_vs_trainer``: the STS defaults' (``--swap-augment``, 3 epochs)
-  training speed over the ``Trainer`` recipe's, the fastest of 2 runs of each alone on the GPU, since the graphed
-  optimizer step (2026-12-03), from ``quality_speed_korsts_v2.json`` and ``quality_speed_klue_sts_v2.json`` (two
-  calls on one machine); ``nsmc_speedup_vs_trainer`` from ``quality_speed.json`` -> quality.json;
-- the STS defaults', the ``Trainer``'s and the competition recipe's ``korsts_test_*`` / ``klue_sts_test_*`` figures,
-  the issue's ``*_pearson_{defaults,trainer,competition}_mean`` and ``competition_recipe_gain_sts`` (KLUE-STS, over
-  the defaults of the same call): the STS report of 2026-12-03, all three recipes in one call, from
-  ``quality_sts_v3.json``; the defaults before 2026-12-02's fourth session (``--no-swap-augment``, 4 epochs) as
-  ``*_sts_v2_*`` from ``quality_sts_swap3.json`` -> quality.json. quality.json before these copies:
-  ``quality_v3.json`` (before the 2026-12-02 fourth session's: ``quality_v2.json``; before the 2026-12-02 STS
-  defaults: ``quality_v1.json``);
+- ``korsts_speedup_vs_trainer`` (and ``korsts_sts_v3_speedup_vs_trainer``, the batch-32 defaults before): the STS
+  defaults' (``--swap-augment``, 3 epochs, batch 64 at lr 1e-4) training speed over the ``Trainer`` recipe's, the
+  fastest of 2 runs of each alone on the GPU, from ``quality_speed_korsts_v3.json``; ``klue_sts_speedup_vs_trainer``,
+  ``nsmc_speedup_vs_trainer``: one run of each alone, the next call on the same machine, from
+  ``quality_speed_klue_nsmc_v3.json`` -> quality.json;
+- the STS defaults' and the ``Trainer``'s ``korsts_test_*`` / ``klue_sts_test_*`` figures and the issue's
+  ``*_pearson_{defaults,trainer}_mean``: the STS report of the batch-64 defaults, both in one call, from
+  ``quality_sts_v4.json``; the competition recipe's and ``competition_recipe_gain_sts`` (KLUE-STS, over the defaults
+  of its own call, the batch-32 ones, kept as ``*_sts_v3_*``) from ``quality_sts_v3.json``; the defaults before
+  2026-12-02's fourth session (``--no-swap-augment``, 4 epochs) as ``*_sts_v2_*`` from ``quality_sts_swap3.json``
+  -> quality.json. quality.json before these copies: ``quality_v4.json`` (before the batch-64 defaults; before the
+  graphed update's re-run: ``quality_v3.json``; before the 2026-12-02 fourth session's: ``quality_v2.json``; before
+  the 2026-12-02 STS defaults: ``quality_v1.json``);
 - ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
   against the Trainer recipe, from ``clm_speed.json`` -> generate.json (``generate.py`` copies them too when it
   runs).
@@ -41,6 +43,7 @@ import json
 from common import ROOT
 
 RESULTS = ROOT / "benchmarks/results"
+STATS = ("_mean", "_std", "_per_seed", "_train_seconds_mean")
 # key: (source file, source key, files that get it)
 KEYS = {
     "ner_entity_f1": ("quality_ner", "klue_ner_test_char_slots_4_mean", ("quality", "classify_ner")),
@@ -54,24 +57,31 @@ KEYS = {
     **{f"re_micro_f1_ensemble3{part}": ("quality_re_ensemble_pooled", f"klue_re_test_rdrop_1_epochs_8_ensemble3{part}",
                                         ("quality", "re_e5")) for part in ("_mean", "_std", "_per_group")},
     "biencoder_korsts_test_spearman": ("biencoder", "korsts_test_spearman", ("quality", "biencoder")),
-    **{f"{d}_speedup_vs_trainer": (f"quality_speed_{d}_v2", f"{d}_speedup_vs_trainer", ("quality",))
-       for d in ("korsts", "klue_sts")},
-    "nsmc_speedup_vs_trainer": ("quality_speed", "nsmc_speedup_vs_trainer", ("quality",)),
+    "korsts_speedup_vs_trainer": ("quality_speed_korsts_v3", "korsts_speedup_vs_trainer", ("quality",)),
+    # the STS defaults before 2026-12-03's second session (batch 32, lr 5e-5), timed in the same call
+    "korsts_sts_v3_speedup_vs_trainer": ("quality_speed_korsts_v3", "korsts_sts_v3_speedup_vs_trainer", ("quality",)),
+    **{f"{d}_speedup_vs_trainer": ("quality_speed_klue_nsmc_v3", f"{d}_speedup_vs_trainer", ("quality",))
+       for d in ("klue_sts", "nsmc")},
+    # the STS defaults before 2026-12-03's second session (batch 32, lr 5e-5) beside the competition recipe
+    **{f"{prefix}_sts_v3{stat}": ("quality_sts_v3", f"{prefix}_defaults{stat}", ("quality",))
+       for prefix in ("korsts_test", "klue_sts_test") for stat in STATS},
     # the defaults before 2026-12-02's fourth session (sts_v2) ran beside the swap_augment_epochs_3 variant, the
     # defaults since
     **{f"{prefix}_sts_v2{stat}": ("quality_sts_swap3", f"{prefix}_defaults{stat}", ("quality",))
-       for prefix in ("korsts_test", "klue_sts_test") for stat in ("_mean", "_std", "_per_seed", "_train_seconds_mean")},
+       for prefix in ("korsts_test", "klue_sts_test") for stat in STATS},
     **{key: ("clm_speed", key, ("generate",))
        for key in ("clm_tokens_per_s", "trainer_clm_tokens_per_s", "clm_speedup", "clm_mfu")},
 }
 
 
 # (source file, key prefixes, files that get them): every key of the source with one of the prefixes. The STS
-# defaults, the Trainer and the competition recipe, side by side in one call since 2026-12-03
-STS_REPORT = tuple(f"{prefix}_{recipe}" for prefix in ("korsts_test", "klue_sts_test", "korsts_test_pearson",
-                                                       "klue_sts_dev_pearson")
-                   for recipe in ("defaults", "trainer", "competition"))
-PREFIXES = [("quality_sts_v3", (*STS_REPORT, "competition_recipe_gain_sts"), ("quality",))]
+# defaults and the Trainer side by side in one call (quality_sts_v4, since the batch-64 defaults); the competition
+# recipe and its gain over the defaults of its own call (the batch-32 ones) from quality_sts_v3
+STS_PREFIXES = ("korsts_test", "klue_sts_test", "korsts_test_pearson", "klue_sts_dev_pearson")
+STS_REPORT = tuple(f"{prefix}_{recipe}" for prefix in STS_PREFIXES for recipe in ("defaults", "trainer"))
+PREFIXES = [("quality_sts_v3", (*(f"{prefix}_competition" for prefix in STS_PREFIXES), "competition_recipe_gain_sts"),
+             ("quality",)),
+            ("quality_sts_v4", STS_REPORT, ("quality",))]
 
 
 def read(name: str) -> dict:

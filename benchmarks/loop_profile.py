@@ -58,7 +58,8 @@ def kernel_family(name: str) -> str:
 
 def kernel_figures(events, steps: int) -> dict:
     """GPU kernels (copies and sets included) per step, and their time per step by family."""
-    gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    # a record_function range around GPU work also shows as a GPU event spanning it (train_step's is the whole step)
+    gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.name not in PARTS]
     figures = {"gpu_kernels_per_step": round(len(gpu) / steps, 1)}
     for family in [f for f, _ in KERNEL_FAMILIES] + ["other"]:
         mine = [e for e in gpu if kernel_family(e.name) == family]
