@@ -60,9 +60,10 @@ def kernel_figures(events, steps: int) -> dict:
     """GPU kernels (copies and sets included) per step, and their time per step by family."""
     # a record_function range around GPU work also shows as a GPU event spanning it (train_step's is the whole step)
     gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.name not in PARTS]
+    families = [kernel_family(e.name) for e in gpu]
     figures = {"gpu_kernels_per_step": round(len(gpu) / steps, 1)}
     for family in [f for f, _ in KERNEL_FAMILIES] + ["other"]:
-        mine = [e for e in gpu if kernel_family(e.name) == family]
+        mine = [e for e, named in zip(gpu, families) if named == family]
         figures[f"gpu_{family}_kernels_per_step"] = round(len(mine) / steps, 1)
         figures[f"gpu_{family}_ms_per_step"] = round(sum(e.time_range.elapsed_us() for e in mine) / 1000 / steps, 3)
     return figures

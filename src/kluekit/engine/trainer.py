@@ -156,7 +156,7 @@ class Trainer:
         progress = tqdm(total=self.total_steps, initial=state["global_step"], disable=bars_off(self.main), unit="step",
                         desc=self.stage, dynamic_ncols=True)
         try:
-            with matmul_tf32(getattr(self.cfg, "tf32", False)):
+            with matmul_tf32(self.cfg.tf32):
                 self.loop(writer, progress)
         finally:  # also on an error: the bar ends its line before the message, the log is flushed
             progress.close()
@@ -311,7 +311,7 @@ class Trainer:
                   "train_examples_per_s": round(state["train_examples_seen"] / max(state["train_seconds"], 1e-9), 2),
                   "train_tokens_per_s": round(state["train_tokens_seen"] / max(state["train_seconds"], 1e-9), 1),
                   "total_steps": self.total_steps, "stopped_early": state.get("stopped_early", False),
-                  "warmup_steps": self.warmup, "precision": self.precision, "tf32": getattr(self.cfg, "tf32", False),
+                  "warmup_steps": self.warmup, "precision": self.precision, "tf32": self.cfg.tf32,
                   **self.steady(),
                   "cuda_graphs": self.graphs}
         if torch.cuda.is_available():
