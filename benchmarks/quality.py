@@ -131,7 +131,11 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     # rule), so `batch_64` is now the defaults at 5e-5; sts_v3 is the STS defaults before (batch 32 at 5e-5)
     "sts_v3": (["--batch-size", "32", "--learning-rate", "5e-5"], "sts"),
     "epochs_8": (["--epochs", "8"], "re"),  # RE's curve was still rising at its 5th epoch (re_e5_typed_entity_focal)
-    "rdrop_1_epochs_8": (["--rdrop", "1.0", "--epochs", "8"], "re"),  # both RE split winners together (not run yet)
+    "rdrop_1_epochs_8": (["--rdrop", "1.0", "--epochs", "8"], "re"),  # both RE split winners together
+    # RE's competition levers with a weight average (about the last 1,000 of its ~4,000 steps) or with 5 dropout
+    # samples at the head: for a single model nearer its ensembles of 3 (quality_re_ensemble_pooled.json)
+    "rdrop_1_epochs_8_ema_0.999": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999"], "re"),
+    "rdrop_1_epochs_8_msd_5": (["--rdrop", "1.0", "--epochs", "8", "--multi-sample-dropout", "5"], "re"),
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
     "char_slots_4": (["--char-slots", "4"], "ner"),
