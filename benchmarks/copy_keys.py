@@ -7,10 +7,12 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
 - ``ner_entity_f1`` (``_std``, ``_per_seed``): KLUE-NER dev entity F1 of the NER default (``--char-slots 4``),
   3 seeds, from ``quality_ner.json`` -> quality.json, classify_ner.json;
 - ``re_micro_f1`` (``_std``, ``_per_seed``): KLUE-RE test micro F1 of the competition recipe's RE levers on the RE
-  benchmark's options (typed markers, entity-start pooling, focal loss; R-Drop and 8 epochs, chosen on a 10% split
-  of train: quality_select_re.json, quality_select_re_rdrop_epochs.json), 3 seeds, from
-  ``quality_re_rdrop_epochs8.json`` (variant ``rdrop_1_epochs_8``) -> quality.json, re_e5.json (R-Drop alone, 5
-  epochs: 55.49 +- 0.57 in ``quality_re_rdrop.json``);
+  benchmark's options (typed markers, entity-start pooling, focal loss; R-Drop, 8 epochs and a weight average
+  (``--ema-decay 0.999``), chosen on a 10% split of train: quality_select_re.json,
+  quality_select_re_rdrop_epochs.json, quality_select_re_ema.json), 3 seeds, from ``quality_re_ema.json`` (variant
+  ``rdrop_1_epochs_8_ema_0.999``) -> quality.json, re_e5.json; ``re_micro_f1_before_ema`` (``_std``,
+  ``_per_seed``): the same without the average, from ``quality_re_rdrop_epochs8.json`` (R-Drop alone, 5 epochs:
+  55.49 +- 0.57 in ``quality_re_rdrop.json``);
   ``re_micro_f1_defaults`` (``_std``): the RE benchmark's options alone (no R-Drop, 5 epochs), from
   ``quality_re.json`` (another call);
 - ``biencoder_korsts_test_spearman``: KorSTS test Spearman of the fine-tuned bi-encoder, from ``biencoder.json``
@@ -25,10 +27,12 @@ issue 20's throughput keys); every copied key comes with ``<key>_command`` and `
   ``quality_speed_klue_nsmc_v3.json`` -> quality.json;
 - the STS defaults' and the ``Trainer``'s ``korsts_test_*`` / ``klue_sts_test_*`` figures and the issue's
   ``*_pearson_{defaults,trainer}_mean``: the STS report of the batch-64 defaults, both in one call, from
-  ``quality_sts_v4.json``; the competition recipe's and ``competition_recipe_gain_sts`` (KLUE-STS, over the defaults
-  of its own call, the batch-32 ones, kept as ``*_sts_v3_*``) from ``quality_sts_v3.json``; the defaults before
+  ``quality_sts_v4.json``; the competition recipe's and ``competition_recipe_gain_sts`` (KLUE-STS, over the
+  batch-64 defaults of its own call) from ``quality_sts_v5.json``; the batch-32 defaults, kept as ``*_sts_v3_*``,
+  from ``quality_sts_v3.json``; the defaults before
   2026-12-02's fourth session (``--no-swap-augment``, 4 epochs) as ``*_sts_v2_*`` from ``quality_sts_swap3.json``
-  -> quality.json. quality.json before these copies: ``quality_v4.json`` (before the batch-64 defaults; before the
+  -> quality.json. quality.json before these copies: ``quality_v5.json`` (before the competition recipe's re-run
+  beside the batch-64 defaults and RE's weight average; before the batch-64 defaults: ``quality_v4.json``; before the
   graphed update's re-run: ``quality_v3.json``; before the 2026-12-02 fourth session's: ``quality_v2.json``; before
   the 2026-12-02 STS defaults: ``quality_v1.json``);
 - ``clm_tokens_per_s``, ``trainer_clm_tokens_per_s``, ``clm_speedup``, ``clm_mfu``: causal-LM pre-training speed
@@ -49,8 +53,11 @@ KEYS = {
     "ner_entity_f1": ("quality_ner", "klue_ner_test_char_slots_4_mean", ("quality", "classify_ner")),
     "ner_entity_f1_std": ("quality_ner", "klue_ner_test_char_slots_4_std", ("quality", "classify_ner")),
     "ner_entity_f1_per_seed": ("quality_ner", "klue_ner_test_char_slots_4_per_seed", ("quality", "classify_ner")),
-    **{f"re_micro_f1{part}": ("quality_re_rdrop_epochs8", f"klue_re_test_rdrop_1_epochs_8{stat}",
+    **{f"re_micro_f1{part}": ("quality_re_ema", f"klue_re_test_rdrop_1_epochs_8_ema_0.999{stat}",
                               ("quality", "re_e5"))
+       for part, stat in (("", "_mean"), ("_std", "_std"), ("_per_seed", "_per_seed"))},
+    **{f"re_micro_f1_before_ema{part}": ("quality_re_rdrop_epochs8", f"klue_re_test_rdrop_1_epochs_8{stat}",
+                                         ("quality", "re_e5"))
        for part, stat in (("", "_mean"), ("_std", "_std"), ("_per_seed", "_per_seed"))},
     **{f"re_micro_f1_defaults{part}": ("quality_re", f"klue_re_test_defaults{stat}", ("quality", "re_e5"))
        for part, stat in (("", "_mean"), ("_std", "_std"))},
@@ -76,10 +83,10 @@ KEYS = {
 
 # (source file, key prefixes, files that get them): every key of the source with one of the prefixes. The STS
 # defaults and the Trainer side by side in one call (quality_sts_v4, since the batch-64 defaults); the competition
-# recipe and its gain over the defaults of its own call (the batch-32 ones) from quality_sts_v3
+# recipe and its gain over the (batch-64) defaults of its own call from quality_sts_v5
 STS_PREFIXES = ("korsts_test", "klue_sts_test", "korsts_test_pearson", "klue_sts_dev_pearson")
 STS_REPORT = tuple(f"{prefix}_{recipe}" for prefix in STS_PREFIXES for recipe in ("defaults", "trainer"))
-PREFIXES = [("quality_sts_v3", (*(f"{prefix}_competition" for prefix in STS_PREFIXES), "competition_recipe_gain_sts"),
+PREFIXES = [("quality_sts_v5", (*(f"{prefix}_competition" for prefix in STS_PREFIXES), "competition_recipe_gain_sts"),
              ("quality",)),
             ("quality_sts_v4", STS_REPORT, ("quality",))]
 
