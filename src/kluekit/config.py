@@ -82,6 +82,13 @@ class TrainConfig:
                        minimum=0)
     multi_sample_dropout: int = opt(0, "multi-sample dropout: in training the output layer sees N dropout draws of "
                                        "its input and averages its outputs (0: off; usual 5)", minimum=0)
+    teacher: list[str] = opt([], "knowledge distillation: kluekit run(s) of the same task and labels (e.g. an "
+                                 "ensemble's seeds) predict the training items once; the model also learns their mean "
+                                 "prediction (docs/training.md)")
+    distill_weight: float = opt(0.5, "with --teacher: loss = (1 - w) x the task's loss + w x the distance to the "
+                                     "teachers' predictions")
+    distill_temperature: float = opt(1.0, "with --teacher: both class distributions softened by this temperature "
+                                          "(the distance x its square, as Hinton et al.; scores are compared as they are)")
     reinit_layers: int = opt(0, "re-initialise the top N encoder layers before fine-tuning, which helps on small data "
                                 "(0: off; usual 1 to 3)", minimum=0)
     max_length: int = opt(128, "maximum tokens per input (pairs are truncated longest-first)", minimum=8)
@@ -116,6 +123,11 @@ class TrainConfig:
                                "(1: off; usual values 0.8 to 0.95)")
         if self.multi_sample_dropout == 1:
             raise KluekitError("--multi-sample-dropout: 1 draw averages nothing; give 2 or more (usual 5), or 0: off")
+        if not 0 < self.distill_weight <= 1:
+            raise KluekitError(f"--distill-weight: {self.distill_weight} must be in (0, 1] (1: the teachers' "
+                               "predictions alone; usual 0.5)")
+        if not self.distill_temperature > 0:
+            raise KluekitError(f"--distill-temperature: {self.distill_temperature} must be above 0 (usual 1 to 4)")
         if not 0 <= self.ema_decay < 1:
             raise KluekitError(f"--ema-decay: {self.ema_decay} must be in [0, 1) (0: off; usual value 0.999)")
 

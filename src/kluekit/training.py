@@ -19,6 +19,7 @@ from .batching import Features, train_batches
 from .config import TrainConfig
 from .engine import Stage, Trainer, TrainData
 from .engine.checkpoint import read_progress
+from .engine.distill import TARGETS, DistillStep
 from .engine.multisample import add_multisample_dropout
 from .engine.rdrop import RDropStep
 from .errors import KluekitError
@@ -117,7 +118,8 @@ def main_stage(task, cfg: TrainConfig, tokenizer, train_set: Features) -> Stage:
                              rank, world)
 
     collate = task.collator(tokenizer, pad_multiple(resolve_device()))
-    step = RDropStep(task, cfg.rdrop) if cfg.rdrop else task
+    step = DistillStep(task, cfg.distill_weight, cfg.distill_temperature) if cfg.teacher else task
+    step = RDropStep(step, cfg.rdrop) if cfg.rdrop else step
     return Stage("train", step, TrainData(train_set, plan, collate, tokenizer.pad_token_id or 0), cfg)
 
 
@@ -173,6 +175,10 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
 
     set_seed(cfg.seed)
     train_examples, dev_files = read_data(task, cfg, examples)
+    if cfg.teacher:
+        from .teachers import check_teachers
+
+        check_teachers(task, cfg.teacher)
     tokenizer, model = task.build_model(cfg.model)
     task.init_head(model, train_examples)
     if cfg.reinit_layers:  # also on --resume: the same seed, the same weights, and the checkpoint's replace them
@@ -181,7 +187,12 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     if cfg.multi_sample_dropout:
         add_multisample_dropout(model, cfg.multi_sample_dropout)
     max_length = task.max_length(model, cfg.max_length)
-    train_set = Features(model_inputs(task.encode(task.augment(train_examples), tokenizer, max_length), labels=True))
+    items = task.augment(train_examples)
+    train_set = Features(model_inputs(task.encode(items, tokenizer, max_length), labels=True))
+    if cfg.teacher:
+        from .teachers import teacher_targets
+
+        train_set.features[TARGETS] = teacher_targets(task, cfg.teacher, items, cfg.precision, progress=main)
     dev_sets = [(name, frame, task.inference_features(frame, tokenizer, max_length)) for name, _, frame in dev_files]
     stages = task.stages(cfg, tokenizer, model, max_length) + [main_stage(task, cfg, tokenizer, train_set)]
     device = resolve_device()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import rng_state, set_rng_state
+from .distill import TARGETS
 
 log = logging.getLogger("kluekit")
 MAX_GRAPHS = 24  # past this many shapes, run eagerly
@@ -34,7 +35,7 @@ def pad_batch(batch: dict, pad_id: int, length_of=bucket_length) -> dict:
 
     A group is the ``<prefix>input_ids`` tensor and the other tensors of the same prefix and length in
     dimension 1 (attention mask, token types; token labels with -100, also per-character ``(B, T, P)`` ones); a
-    bi-encoder batch has one group per text column.
+    bi-encoder batch has one group per text column. The teachers' predictions (``--teacher``) stay as they are.
     """
     out = dict(batch)
     prefixes = sorted((name[: -len(IDS)] for name in batch if name.endswith(IDS)), key=len, reverse=True)
@@ -43,7 +44,8 @@ def pad_batch(batch: dict, pad_id: int, length_of=bucket_length) -> dict:
         length = batch[prefix + IDS].shape[1]
         extra = length_of(length) - length
         for name, tensor in batch.items():
-            if name in done or not name.startswith(prefix) or tensor.ndim < 2 or tensor.shape[1] != length:
+            if name in done or name == TARGETS or not name.startswith(prefix) or tensor.ndim < 2 \
+                    or tensor.shape[1] != length:
                 continue
             done.add(name)
             if extra > 0:  # along dimension 1 (per-token labels may have more dimensions after it)

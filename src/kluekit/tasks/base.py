@@ -87,6 +87,7 @@ class Task:
     inference_options: tuple[str, ...] = ()  # Options fields evaluate/predict may set anew for a trained run
     cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
     train_defaults: dict = {}             # training options this task uses unless given (e.g. max_length)
+    teachable: bool = False               # --teacher works: outputs are one row per training item (probs or a score)
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()

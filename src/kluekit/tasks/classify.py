@@ -52,6 +52,7 @@ class ClassifyTask(Task):
     """Text classification (topic, sentiment, NLI): accuracy and macro-F1 x100."""
 
     name = "classify"
+    teachable = True
     formats = ("auto", "csv", "tsv", "json")
     Options = ClassifyOptions
     train_defaults = {"group_by_length": False}  # as STS (tasks/sts.py): chosen on training splits

@@ -50,6 +50,7 @@ class RETask(Task):
     """KLUE-RE: micro-F1 x100 without no_relation (primary) and AUPRC x100."""
 
     name = "re"
+    teachable = True
     primary_metric = "micro_f1"
     Options = REOptions
     formats = FORMATS

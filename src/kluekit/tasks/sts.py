@@ -57,6 +57,7 @@ class STSTask(Task):
     """KLUE-STS: Pearson x100 (primary) and F1 x100 at 3.0."""
 
     name = "sts"
+    teachable = True
     primary_metric = "pearson"
     Options = STSOptions
     formats = FORMATS
