@@ -41,6 +41,12 @@ KorSTS test (Spearman). E.g. to choose ``--char-slots``::
 
       python benchmarks/quality.py --phase select --datasets klue_re --variants rdrop_1_epochs_8 \
           --seeds 1 2 3 4 5 6 7 8 9 --ensemble 3 --jobs 9
+- ``--distill K`` (with ``--ensemble N``): K students per group, each trained with ``--teacher`` the group's N runs
+  (knowledge distillation; the same recipe otherwise), scored like a single run; in ``select`` on the group's
+  split. E.g. one ensemble of 3 RE models teaching 3 students (6 runs; teachers first)::
+
+      python benchmarks/quality.py --phase select --shared .carry --datasets klue_re \
+          --variants rdrop_1_epochs_8_ema_0.999 --ensemble 3 --distill 3 --jobs 3
 - Each of the ``--jobs`` runs at once gets the machine's cores divided by ``--jobs`` as its CPU threads
   (``cpu_share``; before 2026-12-02 every run started a thread per core).
 - ``speed``: only those alone runs (``--recipes``, default the defaults and the ``Trainer``), for a call where
@@ -315,6 +321,32 @@ def ensembles(done: list[dict], size: int, key: str, work: Path, reuse: bool = F
     return figures
 
 
+def student_jobs(done: list[dict], size: int, count: int, job) -> list[dict]:
+    """``--distill K`` (with ``--ensemble N``): for each group of N runs of a (data set, recipe), K more runs of the
+    recipe taught by the group (``--teacher`` its N run directories), seeds 1000 + the group's seeds in turn, in
+    ``select`` on the group's split (the rows none of the teachers trained on). Recipe ``<recipe>_distilled<N>``."""
+    jobs = []
+    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done if d["recipe"] != "trainer"}):
+        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
+        for group in (runs[i:i + size] for i in range(0, len(runs), size)):
+            teach = [*group[0]["options"], "--teacher", *(d["run_dir"] for d in group)]
+            jobs += [job(dataset, f"{recipe}_distilled{size}", 1000 + group[k % size]["seed"], teach,
+                         split_seed=group[0]["split_seed"]) for k in range(count)]
+    return jobs
+
+
+def distilled(done: list[dict], students: list[dict], size: int, key: str) -> dict:
+    """The students' mean, spread and per-seed scores, and their gain over their teachers' single runs."""
+    figures = summary(students, key)
+    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done if d["recipe"] != "trainer"}):
+        taught = [d["score"] for d in students if (d["dataset"], d["recipe"]) == (dataset, f"{recipe}_distilled{size}")]
+        single = [d["score"] for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
+        if taught:
+            figures[f"gain_distilled{size}_{dataset}_{recipe}"] = \
+                f"{statistics.mean(taught) - statistics.mean(single):+.2f}"
+    return figures
+
+
 def worker(path: str) -> None:
     job = json.loads(Path(path).read_text())
     result = trainer_run(job) if job["recipe"] == "trainer" else kluekit_run(job)
@@ -453,6 +485,9 @@ def main() -> None:
                              "(--seeds a multiple of N; in select the N runs of a group hold out the same rows, "
                              "those of the group's first seed, and their ensemble is scored on them)")
     parser.add_argument("--quick", action="store_true", help="a CPU smoke test: a few rows, a few steps")
+    parser.add_argument("--distill", type=int, default=0, metavar="K",
+                        help="select and report, with --ensemble N: K more runs per group of N, each taught by the "
+                             "group (kluekit train --teacher), scored like the single runs (*_distilled<N>_*)")
     parser.add_argument("--reuse", action="store_true",
                         help="report/select: take the runs whose result files are already under runs/bench-quality "
                              "(e.g. a call stopped by its time limit after its last run) instead of running them")
@@ -465,6 +500,9 @@ def main() -> None:
         parser.error("--phase select, report or speed")
     if args.ensemble and (args.ensemble < 2 or len(args.seeds) % args.ensemble or args.phase == "speed"):
         parser.error(f"--ensemble {args.ensemble}: at least 2, dividing the {len(args.seeds)} --seeds; not with speed")
+    if args.distill and (args.distill < 1 or not args.ensemble):
+        parser.error(f"--distill {args.distill}: the number of students per --ensemble group (at least 1; needs "
+                     "--ensemble N, whose groups teach them)")
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: at least 1")
     shared, work = Path(args.shared), ROOT / "runs/bench-quality"
@@ -473,9 +511,10 @@ def main() -> None:
     data_files = files(shared, work, args.quick)
     quick = ["--max-steps", "4", "--max-length", "64"] if args.quick else []
 
-    def job(dataset, recipe, seed, options, tag=""):
+    def job(dataset, recipe, seed, options, tag="", split_seed=None):
         # the rows a selection run holds out: its own seed's, or with --ensemble its group's first seed's
-        split_seed = args.seeds[args.seeds.index(seed) // args.ensemble * args.ensemble] if args.ensemble else seed
+        if split_seed is None:
+            split_seed = args.seeds[args.seeds.index(seed) // args.ensemble * args.ensemble] if args.ensemble else seed
         shared_split = f"-on{split_seed}" if split_seed != seed else ""
         run_dir = str(work / f"{args.phase}-{dataset}-{recipe}{tag}-s{seed}{shared_split}")
         return {"phase": args.phase, "dataset": dataset, "recipe": recipe, "seed": seed, "options": options,
@@ -492,6 +531,10 @@ def main() -> None:
                    "model": Path(model).name, **summary(done, "split")}
         if args.ensemble:
             figures.update(ensembles(done, args.ensemble, "split", work, args.reuse))
+        if args.distill:
+            students = run_jobs(student_jobs(done, args.ensemble, args.distill, job), args.jobs, args.reuse)
+            figures.update(distilled(done, students, args.ensemble, "split"))
+            done += students
         helping = select_levers(figures, datasets)
         figures["helping"] = " ".join(helping) or "none"
         if args.write_recipe:
@@ -527,6 +570,10 @@ def main() -> None:
                **summary(done, "test")}
     if args.ensemble:
         figures.update(ensembles(done, args.ensemble, "test", work, args.reuse))
+    if args.distill:
+        students = run_jobs(student_jobs(done, args.ensemble, args.distill, job), args.jobs, args.reuse)
+        figures.update(distilled(done, students, args.ensemble, "test"))
+        done += students
     if args.speed:
         timed, alone = speed(datasets, recipes, job, args.seeds[0], args.repeats, args.reuse)
         figures.update(timed)

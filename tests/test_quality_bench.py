@@ -207,6 +207,25 @@ def test_reuse_reads_an_earlier_calls_ensemble_report(quality, monkeypatch, tmp_
         quality.ensembles(done, 3, "test", tmp_path)
 
 
+def test_distill_students_learn_from_their_group_on_its_split(quality):
+    def job(dataset, recipe, seed, options, tag="", split_seed=None):
+        return {"dataset": dataset, "recipe": recipe, "seed": seed, "options": options, "split_seed": split_seed}
+
+    done = [{"dataset": "klue_re", "recipe": "rdrop_1", "seed": s, "split_seed": 1 if s <= 3 else 4, "score": score,
+             "options": ["--rdrop", "1.0"], "run_dir": f"runs/s{s}"}
+            for s, score in zip(range(1, 7), [50.0, 52.0, 54.0, 51.0, 53.0, 55.0])]
+    done.append({"dataset": "klue_re", "recipe": "trainer", "seed": 1, "score": 40.0, "options": [], "run_dir": "t"})
+    students = quality.student_jobs(done, 3, 2, job)
+    assert [(j["recipe"], j["seed"], j["split_seed"]) for j in students] == [
+        ("rdrop_1_distilled3", 1001, 1), ("rdrop_1_distilled3", 1002, 1),
+        ("rdrop_1_distilled3", 1004, 4), ("rdrop_1_distilled3", 1005, 4)]  # the Trainer teaches no one
+    assert students[2]["options"] == ["--rdrop", "1.0", "--teacher", "runs/s4", "runs/s5", "runs/s6"]
+    scored = [{**j, "score": score, "train_seconds": 1.0} for j, score in zip(students, [53.0, 55.0, 54.0, 56.0])]
+    figures = quality.distilled(done, scored, 3, "test")
+    assert figures["klue_re_test_rdrop_1_distilled3_mean"] == 54.5
+    assert figures["gain_distilled3_klue_re_rdrop_1"] == "+2.00"  # 54.5 - the six teachers' mean 52.5
+
+
 def test_speed_repeats_take_turns_and_count_the_fastest_run(quality, monkeypatch):
     seconds = iter([9.0, 30.0, 6.0, 33.0])  # defaults, trainer, defaults again (faster), trainer again (slower)
     order = []

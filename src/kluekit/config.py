@@ -84,7 +84,7 @@ class TrainConfig:
                                        "its input and averages its outputs (0: off; usual 5)", minimum=0)
     teacher: list[str] = opt([], "knowledge distillation: kluekit run(s) of the same task and labels (e.g. an "
                                  "ensemble's seeds) predict the training items once; the model also learns their mean "
-                                 "prediction (docs/training.md)")
+                                 "prediction (README: knowledge distillation)")
     distill_weight: float = opt(0.5, "with --teacher: loss = (1 - w) x the task's loss + w x the distance to the "
                                      "teachers' predictions")
     distill_temperature: float = opt(1.0, "with --teacher: both class distributions softened by this temperature "
