@@ -292,16 +292,23 @@ def trainer_run(job: dict) -> dict:
     return {"score": float(score), "train_seconds": seconds}
 
 
+def seed_groups(done: list[dict], size: int):
+    """(data set, recipe, its runs by seed, those runs in groups of ``size`` consecutive seeds) for each kluekit
+    (data set, recipe) in ``done`` (the Trainer's runs left out)."""
+    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done if d["recipe"] != "trainer"}):
+        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
+        yield dataset, recipe, runs, [runs[i:i + size] for i in range(0, len(runs), size)]
+
+
 def ensembles(done: list[dict], size: int, key: str, work: Path, reuse: bool = False) -> dict:
     """``--ensemble N``: each (data set, recipe)'s runs in groups of N consecutive seeds, each group's predictions
     averaged (``kluekit ensemble``) on the test file, or in ``select`` on the rows the group's one split held out;
     the mean, spread and per-group scores of those ensembles. ``reuse``: a group whose ensemble report is already
     there (an earlier call's, copied back with its runs' result files) is read, not scored again."""
     figures = {}
-    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done}):
-        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
+    for dataset, recipe, runs, groups in seed_groups(done, size):
         scores = []
-        for group in (runs[i:i + size] for i in range(0, len(runs), size)):
+        for group in groups:
             out = work / f"{group[0]['phase']}-{dataset}-{recipe}-ensemble-s{group[0]['seed']}-{group[-1]['seed']}"
             metrics = out / "ensemble-report/metrics.json"
             if not (reuse and metrics.is_file()):
@@ -326,9 +333,8 @@ def student_jobs(done: list[dict], size: int, count: int, job) -> list[dict]:
     recipe taught by the group (``--teacher`` its N run directories), seeds 1000 + the group's seeds in turn, in
     ``select`` on the group's split (the rows none of the teachers trained on). Recipe ``<recipe>_distilled<N>``."""
     jobs = []
-    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done if d["recipe"] != "trainer"}):
-        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
-        for group in (runs[i:i + size] for i in range(0, len(runs), size)):
+    for dataset, recipe, _, groups in seed_groups(done, size):
+        for group in groups:
             teach = [*group[0]["options"], "--teacher", *(d["run_dir"] for d in group)]
             jobs += [job(dataset, f"{recipe}_distilled{size}", 1000 + group[k % size]["seed"], teach,
                          split_seed=group[0]["split_seed"]) for k in range(count)]
@@ -338,12 +344,11 @@ def student_jobs(done: list[dict], size: int, count: int, job) -> list[dict]:
 def distilled(done: list[dict], students: list[dict], size: int, key: str) -> dict:
     """The students' mean, spread and per-seed scores, and their gain over their teachers' single runs."""
     figures = summary(students, key)
-    for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done if d["recipe"] != "trainer"}):
+    for dataset, recipe, runs, _ in seed_groups(done, size):
         taught = [d["score"] for d in students if (d["dataset"], d["recipe"]) == (dataset, f"{recipe}_distilled{size}")]
-        single = [d["score"] for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
         if taught:
             figures[f"gain_distilled{size}_{dataset}_{recipe}"] = \
-                f"{statistics.mean(taught) - statistics.mean(single):+.2f}"
+                f"{statistics.mean(taught) - statistics.mean(d['score'] for d in runs):+.2f}"
     return figures
 
 

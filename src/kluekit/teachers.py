@@ -38,18 +38,21 @@ def check_teachers(task, paths: list[str]) -> None:
             raise KluekitError(f"--teacher: {path} was trained for {run.task_name}, not {task.name}")
         labels = run.info.get("labels") or []
         if list(labels) != list(task.labels):
-            shown = lambda names: ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")  # noqa: E731
             raise KluekitError(f"--teacher: {path} has other labels ({shown(list(labels))}) than this run's training "
                                f"file ({shown(list(task.labels))}); distil from runs trained on the same labels")
+
+
+def shown(names: list) -> str:
+    """The first five of ``names``, for an error message."""
+    return ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
 
 
 def teacher_targets(task, paths: list[str], examples: pd.DataFrame, precision: str,
                     progress: bool = True) -> list[np.ndarray]:
     """One float32 row per example of ``examples`` (the training items, in order): the teachers' mean
-    prediction as log-probabilities (C values) or as a score (1 value)."""
+    prediction as log-probabilities (C values) or as a score (1 value). ``check_teachers`` has vetted ``paths``."""
     from .predictor import Predictor
 
-    check_teachers(task, paths)
     total = None
     for path in paths:
         predictor = Predictor(path, expected=task.name, verb="train", precision=precision, progress=progress)

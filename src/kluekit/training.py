@@ -26,6 +26,7 @@ from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
 from .modeling import reinit_top_layers
 from .rundir import RunDir
+from .teachers import check_teachers, teacher_targets
 
 log = logging.getLogger("kluekit")
 
@@ -175,9 +176,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
 
     set_seed(cfg.seed)
     train_examples, dev_files = read_data(task, cfg, examples)
-    if cfg.teacher:
-        from .teachers import check_teachers
-
+    if cfg.teacher:  # before the model is built: a wrong --teacher costs no time
         check_teachers(task, cfg.teacher)
     tokenizer, model = task.build_model(cfg.model)
     task.init_head(model, train_examples)
@@ -190,8 +189,6 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
     items = task.augment(train_examples)
     train_set = Features(model_inputs(task.encode(items, tokenizer, max_length), labels=True))
     if cfg.teacher:
-        from .teachers import teacher_targets
-
         train_set.features[TARGETS] = teacher_targets(task, cfg.teacher, items, cfg.precision, progress=main)
     dev_sets = [(name, frame, task.inference_features(frame, tokenizer, max_length)) for name, _, frame in dev_files]
     stages = task.stages(cfg, tokenizer, model, max_length) + [main_stage(task, cfg, tokenizer, train_set)]

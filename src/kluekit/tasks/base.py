@@ -200,22 +200,18 @@ class Task:
         """R-Drop's term (``--rdrop``): how far two dropout passes' outputs for the same batch are apart. For
         ``logits``: the symmetric KL divergence of the class distributions (per example, or per token where
         the logits are per token, padding left out), or the mean squared difference of a single output."""
-        import torch.nn.functional as F
-
+        from ..engine.distill import distance
         from ..errors import KluekitError
 
         a, b = getattr(first, "logits", None), getattr(second, "logits", None)
         if a is None:
             raise KluekitError(f"--rdrop: {self.name} models have no logits to compare; train without --rdrop")
-        a, b = a.float(), b.float()
         if a.ndim == 3:  # per token: the positions that are not padding
             keep = batch["attention_mask"].bool()
             a, b = a[keep], b[keep]
         if a.shape[-1] == 1:
-            return F.mse_loss(a, b)
-        a, b = a.log_softmax(-1), b.log_softmax(-1)
-        return (F.kl_div(a, b, log_target=True, reduction="batchmean")
-                + F.kl_div(b, a, log_target=True, reduction="batchmean")) / 2
+            return distance(a, b, 1.0)  # the mean squared difference
+        return (distance(a, b, 1.0) + distance(b, a, 1.0)) / 2  # KL(b || a) and KL(a || b)
 
     def batch_outputs(self, outputs, batch: dict):
         """Raw per-example outputs of a batch as float32 numpy: an (n, C) array of logits, or for a
