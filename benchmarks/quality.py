@@ -496,7 +496,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="report/select: take the runs whose result files are already under runs/bench-quality "
                              "(e.g. a call stopped by its time limit after its last run) instead of running them")
-    parser.add_argument("--ran-on", help="with --reuse: the device the reused runs ran on (the results' device)")
+    parser.add_argument("--ran-on", help="with --reuse: the device the reused runs ran on (the results' device); "
+                                         "runs may also be made now only where it names this machine")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -591,9 +592,12 @@ def main() -> None:
 def finish(args, done: list[dict], figures: dict, started: float) -> str | None:
     """The last figures of a select or report run: ``reused_runs`` with ``--reuse`` (their time is not this
     process's, so no ``wall_s`` then), else ``wall_s``; returns the device to record: ``--ran-on`` when every run
-    was reused from there, else None (this machine)."""
+    was reused from there, or it names this machine (runs reused from an earlier call on it beside runs made now),
+    else None (this machine)."""
+    from kluekit.rundir import device_name
+
     reused = sum(bool(d.get("reused")) for d in done)
-    if args.ran_on and reused < len(done):
+    if args.ran_on and reused < len(done) and args.ran_on != device_name():
         raise SystemExit(f"--ran-on {args.ran_on!r}: {len(done) - reused} of the {len(done)} runs ran here")
     if reused and not args.ran_on:
         raise SystemExit(f"--reuse: {reused} runs were taken from files; say where they ran with --ran-on")

@@ -35,6 +35,11 @@ def test_reused_runs_are_read_from_their_result_files(quality, tmp_path):
         quality.finish(SimpleNamespace(ran_on=None, reuse=True), done, {}, 0.0)
     with pytest.raises(SystemExit, match="1 of the 2 runs ran here"):
         quality.finish(SimpleNamespace(ran_on="GPU x1", reuse=True), [done[0], {**done[1], "reused": False}], {}, 0.0)
+    from kluekit.rundir import device_name  # reused from an earlier call on this machine, beside a run made now
+
+    here = device_name()
+    assert quality.finish(SimpleNamespace(ran_on=here, reuse=True), [done[0], {**done[1], "reused": False}], {},
+                          0.0) == here
 
 
 def test_write_recipe_keeps_the_tasks_another_selection_measured(quality, tmp_path, monkeypatch):
