@@ -142,6 +142,12 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
     # samples at the head: for a single model nearer its ensembles of 3 (quality_re_ensemble_pooled.json)
     "rdrop_1_epochs_8_ema_0.999": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999"], "re"),
     "rdrop_1_epochs_8_msd_5": (["--rdrop", "1.0", "--epochs", "8", "--multi-sample-dropout", "5"], "re"),
+    # the two competition levers not yet measured on RE (both lost on KorSTS / NSMC, quality_select.json), on top
+    # of RE's competition levers
+    "rdrop_1_epochs_8_ema_0.999_layer_decay_0.9": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999",
+                                                    "--layer-decay", "0.9"], "re"),
+    "rdrop_1_epochs_8_ema_0.999_reinit_1": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999",
+                                             "--reinit-layers", "1"], "re"),
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
     "char_slots_4": (["--char-slots", "4"], "ner"),
