@@ -11,6 +11,7 @@ Commands that are not a (verb, task) pair, such as ``encode``, ``ensemble`` or `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -59,6 +60,13 @@ def _add_command(subparsers, name: str, command) -> None:
     parser.set_defaults(_command=command)
 
 
+def verb_fields(config_cls, task_cls) -> tuple[str, ...] | None:
+    """The verb's options a task offers: all (None), less ``--adapt-prior`` where its predictions are not class
+    probabilities."""
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    return None if task_cls.label_shift or "adapt_prior" not in names else tuple(n for n in names if n != "adapt_prior")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kluekit", description="Korean NLU (KLUE) training, evaluation and prediction.")
     parser.add_argument("--version", action="version", version=f"kluekit {__version__}")
@@ -74,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            description=f"kluekit {verb} {name}: {help_text}")
             task_parser.add_argument("--config", help="YAML/JSON file of options; command-line options override it")
             add_options(task_parser, config_cls, f"{verb} options", {"format": getattr(task_cls, "formats", ["auto"])},
-                        task_cls.train_defaults if config_cls is TrainConfig else None)
+                        task_cls.train_defaults if config_cls is TrainConfig else None, verb_fields(config_cls, task_cls))
             if config_cls is TrainConfig:
                 add_options(task_parser, task_cls.Options, f"{name} options")
             elif task_cls.inference_options:

@@ -63,9 +63,9 @@ def open_runs(cfg: EnsembleConfig) -> list:
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
-    from .predictor import soft_vote
+    from .predictor import adapt_to, check_prior, soft_vote
     from .report import write_report
-    from .runner import check_output, check_sample_submission
+    from .runner import check_output, check_sample_submission, shares_record
 
     if len(cfg.model) < 2:
         raise KluekitError("--model: give two or more run directories to ensemble")
@@ -73,6 +73,10 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     weights = parse_weights(cfg.weights, len(cfg.model))
     runs = open_runs(cfg)
     task = runs[0].task
+    if cfg.adapt_prior:  # once, on the mean: from the runs' training shares, weighted as their predictions
+        for path, run in zip(cfg.model, runs):
+            check_prior(run.task, path)
+        prior = sum(w * run.task.train_prior for w, run in zip(weights, runs)) / weights.sum()
     check_sample_submission(cfg, task)
     readings = []
     for path, run in zip(cfg.model, runs):  # every input check before any model runs
@@ -85,6 +89,9 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     check_sample_submission(cfg, task, examples)
     gold = task.gold(examples) if cfg.evaluate else None
     preds, scores = soft_vote(runs, readings, weights, gold)
+    shares = None
+    if cfg.adapt_prior:
+        preds, shares = adapt_to(task, preds, prior)
     members = dict(zip(cfg.model, scores))
     for path, metrics in members.items():
         log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
@@ -95,7 +102,8 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     metrics = task.metrics(preds, gold)
     out_dir = Path(cfg.output).with_suffix("").with_name(Path(cfg.output).stem + "-report")
     write_report(task, preds, examples, out_dir, 30, {"input": str(cfg.input), "runs": cfg.model,
-                                                      "weights": weights.tolist(), "members": members, **metrics})
+                                                      "weights": weights.tolist(), "members": members, **metrics,
+                                                      **shares_record(shares)})
     for path, scores in members.items():
         print(f"{path}: " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
     print("ensemble: " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()) + f"  (report: {out_dir})")

@@ -16,7 +16,9 @@ import time
 import numpy as np
 import pandas as pd
 
+from .errors import KluekitError
 from .inference import default_batch_size, predict_raw, resolve_device, resolve_precision
+from .labelshift import adapt_prior as adapt_probs, describe_shift
 from .onnxrun import check_runtime
 from .rundir import RunDir
 
@@ -30,10 +32,14 @@ class Predictor:
     checks come first; ``seconds`` adds up the time spent predicting."""
 
     def __init__(self, run_dir, expected: str | None = None, verb: str = "predict", precision: str = "auto",
-                 runtime: str = "torch", batch_size: int = 0, progress: bool = True, task_options: dict | None = None):
+                 runtime: str = "torch", batch_size: int = 0, progress: bool = True, task_options: dict | None = None,
+                 adapt_prior: bool = False):
         check_runtime(runtime, precision)
         self.run = RunDir.open(run_dir)
         self.task = self.run.task(expected, verb)
+        if adapt_prior:
+            check_prior(self.task, run_dir)
+        self.adapt_prior, self.estimated_shares = adapt_prior, None
         if task_options:  # the task's inference_options, set anew for this run (e.g. --no-swap-average)
             self.task.options = dataclasses.replace(self.task.options, **task_options)
         self.precision, self.runtime, self.batch_size, self.progress = precision, runtime, batch_size, progress
@@ -71,7 +77,27 @@ class Predictor:
         self.seconds += seconds
         (log.info if self.progress else log.debug)("predicted %d examples in %.1fs (%.0f/s) on %s, %s", len(examples), seconds,
                  len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
-        return self.task.outputs(raw, features)
+        preds = self.task.outputs(raw, features)
+        if self.adapt_prior:  # the whole input at once: its label shares are estimated from all its rows
+            preds, self.estimated_shares = adapt_to(self.task, preds, self.task.train_prior)
+        return preds
+
+
+def check_prior(task, run_dir) -> None:
+    """KluekitError unless ``--adapt-prior`` can re-weight this run's predictions."""
+    if not task.label_shift:
+        raise KluekitError(f"--adapt-prior: {task.name} predictions are not class probabilities")
+    if task.train_prior is None:
+        raise KluekitError(f"--adapt-prior: {run_dir} records no training label shares (runs saved before "
+                           "2026-12-03 do not); train it again, or leave out --adapt-prior")
+
+
+def adapt_to(task, preds: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``preds`` re-weighted to the label shares EM estimates for them, and those shares by label."""
+    adapted, shares, steps = adapt_probs(preds, prior)
+    log.info("--adapt-prior: label shares estimated in %d EM steps; moved most: %s", steps,
+             describe_shift(task.labels, prior, shares))
+    return adapted, {label: round(float(share), 6) for label, share in zip(task.labels, shares)}
 
 
 def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, list[dict]]:

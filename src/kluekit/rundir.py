@@ -21,12 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
 from .data.io import apply_umask, file_sha256, probe_write, write_error, write_reason, write_text_atomic
 from .engine.checkpoint import find_checkpoint, remove_checkpoints
 from .errors import KluekitError
+from .labelshift import PRIOR_KEY
 from .modeling import RUN_INFO
 
 MODEL_TMP = ".model.tmp"
@@ -94,7 +96,10 @@ class RunDir:
         # bi-encoder runs saved before it was a task kept its options (prompt, loss, ...) in train_config
         recorded = {**self.info.get("train_config", {}), **self.info.get("task_options", {})}
         options = {**task_class.Options.LEGACY, **{k: v for k, v in recorded.items() if k in known}}
-        return task_class(task_class.Options(**options), labels=self.info.get("labels"))
+        task = task_class(task_class.Options(**options), labels=self.info.get("labels"))
+        if PRIOR_KEY in self.info:
+            task.train_prior = np.asarray(self.info[PRIOR_KEY], dtype=np.float64)
+        return task
 
     @property
     def max_length(self) -> int:

@@ -52,7 +52,7 @@ def predict(cfg: PredictConfig, task_name: str | None = None, task_options: dict
     ``task_options``: the task's ``inference_options`` set anew for this run."""
     check_output(cfg)
     predictor = Predictor(cfg.model, task_name, "predict", cfg.precision, cfg.runtime, cfg.batch_size,
-                          task_options=task_options)
+                          task_options=task_options, adapt_prior=cfg.adapt_prior)
     task = predictor.task
     check_sample_submission(cfg, task)
     examples = predictor.read(cfg.input, cfg.format, require_labels=False)
@@ -67,7 +67,7 @@ def predict(cfg: PredictConfig, task_name: str | None = None, task_options: dict
 def evaluate(cfg: EvaluateConfig, task_name: str | None = None, task_options: dict | None = None) -> dict:
     """Official metrics on a labelled file, plus the task's report files; returns the metrics."""
     predictor = Predictor(cfg.model, task_name, "evaluate", cfg.precision, cfg.runtime, cfg.batch_size,
-                          task_options=task_options)
+                          task_options=task_options, adapt_prior=cfg.adapt_prior)
     task = predictor.task
     examples = predictor.read(cfg.input, cfg.format, require_labels=True)
     preds = predictor.predict(examples)
@@ -75,5 +75,11 @@ def evaluate(cfg: EvaluateConfig, task_name: str | None = None, task_options: di
     out_dir = Path(cfg.output_dir or Path(cfg.model) / f"eval-{Path(cfg.input).stem}")
     summary = write_report(task, preds, examples, out_dir, cfg.worst,
                            {"input": str(cfg.input), "rows": len(examples),
-                            "predict_seconds": round(predictor.seconds, 3), **(task_options or {}), **metrics})
+                            "predict_seconds": round(predictor.seconds, 3), **(task_options or {}), **metrics,
+                            **shares_record(predictor.estimated_shares)})
     return {"metrics": metrics, "report": summary, "output_dir": str(out_dir)}
+
+
+def shares_record(shares: dict | None) -> dict:
+    """What a report's metrics.json says of ``--adapt-prior`` (nothing without it)."""
+    return {} if shares is None else {"adapt_prior": True, "estimated_label_shares": shares}

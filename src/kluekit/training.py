@@ -24,6 +24,7 @@ from .engine.multisample import add_multisample_dropout
 from .engine.rdrop import RDropStep
 from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
+from .labelshift import class_shares, prior_record
 from .modeling import reinit_top_layers
 from .rundir import RunDir
 from .teachers import check_teachers, teacher_targets
@@ -176,6 +177,8 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
 
     set_seed(cfg.seed)
     train_examples, dev_files = read_data(task, cfg, examples)
+    if task.label_shift:  # what --adapt-prior re-weights from, kept in the run record
+        task.train_prior = class_shares(task.gold(train_examples), len(task.labels))
     if cfg.teacher:  # before the model is built: a wrong --teacher costs no time
         check_teachers(task, cfg.teacher)
     tokenizer, model = task.build_model(cfg.model)
@@ -197,7 +200,7 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
                           resolve_precision(cfg.precision, device), progress=main) if dev_sets else None
     if main and not cfg.resume:
         run.write_info(task, cfg, data_files(cfg, train_examples, dev_files),
-                       {**extra, **task.data_record(), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                       {**extra, **task.data_record(), **prior_record(task), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
                         "train_examples_after_augment": len(train_set)})
     log.info("training %s on %d examples (%d training items), %s", model.config._name_or_path or "a new model",
              len(train_examples), len(train_set),

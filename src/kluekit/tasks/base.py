@@ -88,10 +88,12 @@ class Task:
     cuda_graphs: bool = True              # False where a step has data-dependent shapes (graphs cannot capture)
     train_defaults: dict = {}             # training options this task uses unless given (e.g. max_length)
     teachable: bool = False               # --teacher works: outputs are one row per training item (probs or a score)
+    label_shift: bool = False             # outputs are one row of class probabilities per example: --adapt-prior
 
     def __init__(self, options: TaskOptions | None = None, labels: list[str] | None = None):
         self.options = options or self.Options()
         self.labels = list(labels) if labels is not None else self.default_labels()
+        self.train_prior: np.ndarray | None = None  # label_shift tasks: the training file's label shares
 
     def default_labels(self) -> list[str]:
         """Ordered label names (empty for regression)."""

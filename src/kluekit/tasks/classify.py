@@ -53,6 +53,7 @@ class ClassifyTask(Task):
 
     name = "classify"
     teachable = True
+    label_shift = True
     formats = ("auto", "csv", "tsv", "json")
     Options = ClassifyOptions
     train_defaults = {"group_by_length": False}  # as STS (tasks/sts.py): chosen on training splits

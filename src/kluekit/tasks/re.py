@@ -51,6 +51,7 @@ class RETask(Task):
 
     name = "re"
     teachable = True
+    label_shift = True
     primary_metric = "micro_f1"
     Options = REOptions
     formats = FORMATS

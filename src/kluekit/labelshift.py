@@ -1,0 +1,61 @@
+"""Label shift: class probabilities re-weighted for a set whose label shares differ from the training file's.
+
+A classifier's probabilities carry the training file's label shares (its prior). When a test set has other
+shares (KLUE-RE's labelled test: 60% ``no_relation``, its training file 30%) and the classes look the same
+otherwise, the EM procedure of Saerens, Latinne and Decaestecker (2002, "Adjusting the outputs of a classifier
+to new a priori probabilities") estimates the new shares from the unlabelled predictions alone and re-weights
+every probability by new share / training share. Its fixed point is the maximum-likelihood estimate of the
+shares under that model (tests check it against scipy's optimiser). It uses no labels of the set it adapts to.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .errors import KluekitError
+
+log = logging.getLogger("kluekit")
+PRIOR_KEY = "train_label_shares"  # the run record's (kluekit.json) training label shares, in label order
+
+
+def prior_record(task) -> dict:
+    """What the run record keeps of the task's training label shares (nothing where it has none)."""
+    return {} if task.train_prior is None else {PRIOR_KEY: [round(float(v), 8) for v in task.train_prior]}
+
+
+def class_shares(gold: np.ndarray, classes: int) -> np.ndarray:
+    """The share of each class id in ``gold`` (length ``classes``)."""
+    counts = np.bincount(np.asarray(gold, dtype=np.int64), minlength=classes).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def adapt_prior(probs: np.ndarray, prior, max_iter: int = 1000, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, int]:
+    """(the re-weighted probabilities, the estimated shares (their mean), the EM steps taken) for (n, C) class
+    probabilities ``probs`` from a model trained with class shares ``prior``. Each step re-weights ``probs`` by
+    the last estimate / ``prior`` and takes the mean as the next estimate, until it moves less than ``tol``. A
+    class with no training share keeps its weight (1) and is given share 0."""
+    probs = np.asarray(probs, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != prior.shape[0] or len(probs) == 0:
+        raise KluekitError(f"--adapt-prior: {probs.shape} probabilities for {prior.shape[0]} training shares")
+    seen = prior > 0
+    estimate, moved = prior.copy(), np.inf
+    for step in range(1, max_iter + 1):
+        weights = np.where(seen, estimate / np.where(seen, prior, 1.0), 1.0)
+        adjusted = probs * weights
+        adjusted /= adjusted.sum(axis=1, keepdims=True)
+        estimate, last = np.where(seen, adjusted.mean(axis=0), 0.0), estimate
+        moved = np.abs(estimate - last).max()
+        if moved < tol:
+            return adjusted, estimate, step
+    log.warning("--adapt-prior: the label shares still moved by %.2g after %d EM steps; kept the last", moved,
+                max_iter)
+    return adjusted, estimate, max_iter
+
+
+def describe_shift(labels: list[str], prior: np.ndarray, estimate: np.ndarray, top: int = 3) -> str:
+    """The ``top`` labels whose estimated share moved most from training, e.g. ``no_relation 0.30 -> 0.58``."""
+    order = np.argsort(-np.abs(estimate - prior))[:top]
+    return ", ".join(f"{labels[i]} {prior[i]:.2f} -> {estimate[i]:.2f}" for i in order)

@@ -1,0 +1,164 @@
+"""``--adapt-prior`` (label shift, EM of Saerens et al. 2002): by hand, against scipy's maximum-likelihood
+optimum, on data drawn with known shares, and end to end through predict, evaluate and ensemble."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+from scipy.stats import norm
+
+from conftest import shared_path
+from kluekit import cli
+from kluekit.errors import KluekitError
+from kluekit.labelshift import PRIOR_KEY, adapt_prior, class_shares
+
+STEPS = ["--max-steps", "4", "--batch-size", "16", "--max-length", "48", "--learning-rate", "1e-3"]
+
+
+def test_two_em_steps_by_hand():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    _, shares, steps = adapt_prior(probs, [0.5, 0.5], max_iter=1)
+    assert steps == 1 and shares == pytest.approx([0.55, 0.45])  # equal shares: the first step is the mean
+    adjusted, shares, _ = adapt_prior(probs, [0.5, 0.5], max_iter=2)
+    # weights 0.55 / 0.5 = 1.1 and 0.45 / 0.5 = 0.9: rows (0.99, 0.09) / 1.08 and (0.22, 0.72) / 0.94
+    np.testing.assert_allclose(adjusted, [[0.99 / 1.08, 0.09 / 1.08], [0.22 / 0.94, 0.72 / 0.94]])
+    assert shares == pytest.approx([(0.99 / 1.08 + 0.22 / 0.94) / 2, (0.09 / 1.08 + 0.72 / 0.94) / 2])  # their mean
+
+
+def test_fixed_point_is_scipys_maximum_likelihood_shares():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([0.6, 0.6, 0.6], size=400)
+    prior = np.array([0.5, 0.3, 0.2])
+    adjusted, shares, steps = adapt_prior(probs, prior)
+    assert steps < 1000
+
+    def neg_log_likelihood(z):  # shares as a softmax of free parameters
+        pi = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        return -np.log((probs * pi / prior).sum(axis=1)).sum()
+
+    best = minimize(neg_log_likelihood, np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12,
+                                                                                     "maxiter": 20000})
+    optimum = np.exp(best.x - best.x.max()) / np.exp(best.x - best.x.max()).sum()
+    np.testing.assert_allclose(shares, optimum, atol=1e-4)
+    np.testing.assert_allclose(adjusted.sum(axis=1), 1.0)
+    np.testing.assert_allclose(adjusted.mean(axis=0), shares, atol=1e-9)
+
+
+def posteriors(x, shares):
+    """Exact class posteriors of two unit Gaussians at -1 and +1 mixed with ``shares``."""
+    likelihood = np.stack([norm.pdf(x, -1.0), norm.pdf(x, 1.0)], axis=1) * shares
+    return likelihood / likelihood.sum(axis=1, keepdims=True)
+
+
+def test_recovers_the_shares_of_a_shifted_set():
+    rng = np.random.default_rng(1)
+    train, test = np.array([0.7, 0.3]), np.array([0.25, 0.75])
+    labels = rng.random(40000) < test[1]
+    x = np.where(labels, rng.normal(1.0, 1.0, labels.size), rng.normal(-1.0, 1.0, labels.size))
+    model = posteriors(x, train)  # a calibrated model trained with the training shares
+    adjusted, shares, _ = adapt_prior(model, train)
+    assert shares == pytest.approx(test, abs=0.015)
+    np.testing.assert_allclose(adjusted, posteriors(x, shares), atol=1e-4)  # Bayes' rule with the new shares
+    assert (adjusted.argmax(1) == labels).mean() > (model.argmax(1) == labels).mean()
+    # no shift: the shares stay where they were
+    same = rng.random(40000) < train[1]
+    x = np.where(same, rng.normal(1.0, 1.0, same.size), rng.normal(-1.0, 1.0, same.size))
+    assert adapt_prior(posteriors(x, train), train)[1] == pytest.approx(train, abs=0.015)
+
+
+def test_unseen_classes_keep_their_weight_and_shapes_are_checked():
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    adjusted, shares, _ = adapt_prior(probs, [0.5, 0.5, 0.0])
+    assert shares[2] == 0.0 and np.isfinite(adjusted).all()
+    with pytest.raises(KluekitError, match="--adapt-prior"):
+        adapt_prior(probs, [0.5, 0.5])
+    assert class_shares(np.array([0, 2, 2, 2]), 4) == pytest.approx([0.25, 0.0, 0.75, 0.0])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory, tiny_model):
+    folder = tmp_path_factory.mktemp("labelshift")
+    rows = pd.read_csv(shared_path("data", "nsmc", "ratings_train_first5000.txt"), sep="\t").dropna()
+    rows = rows.rename(columns={"document": "text"})
+    train = pd.concat([rows[rows.label == 0].head(48), rows[rows.label == 1].head(16)])  # shares 0.75 / 0.25
+    train.to_csv(folder / "train.tsv", sep="\t", index=False)
+    test = pd.concat([rows[rows.label == 0].iloc[100:110], rows[rows.label == 1].iloc[100:140]])
+    test.to_csv(folder / "test.tsv", sep="\t", index=False)
+    for seed in (1, 2):
+        assert cli.main(["train", "classify", "--model", str(tiny_model), "--train", str(folder / "train.tsv"),
+                         "--output-dir", str(folder / f"run{seed}"), "--seed", str(seed), *STEPS]) == 0
+    return folder
+
+
+def test_the_run_records_its_training_shares(classifier):
+    info = json.loads((classifier / "run1" / "kluekit.json").read_text())
+    assert info[PRIOR_KEY] == pytest.approx([0.75, 0.25])
+
+
+def test_predict_evaluate_and_ensemble(classifier, capsys):
+    test, run = str(classifier / "test.tsv"), str(classifier / "run1")
+    for adapt in ([], ["--adapt-prior"]):
+        name = "adapted" if adapt else "plain"
+        assert cli.main(["predict", "classify", "--model", run, "--input", test,
+                         "--output", str(classifier / f"{name}.csv"), *adapt]) == 0
+        assert cli.main(["evaluate", "classify", "--model", run, "--input", test,
+                         "--output-dir", str(classifier / f"eval-{name}"), *adapt]) == 0
+    plain = json.loads((classifier / "eval-plain" / "metrics.json").read_text())
+    adapted = json.loads((classifier / "eval-adapted" / "metrics.json").read_text())
+    assert "estimated_label_shares" not in plain and adapted["adapt_prior"] is True
+    shares = adapted["estimated_label_shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # the shares the written probabilities average to are the estimated ones
+    written = pd.read_csv(classifier / "eval-adapted" / "predictions.csv")
+    assert len(written) == 50
+    from kluekit.predictor import Predictor
+    from kluekit.labelshift import adapt_prior as em
+
+    predictor = Predictor(run, progress=False)
+    probs = predictor.predict(predictor.read(test))
+    expected = em(probs, predictor.task.train_prior)[1]
+    assert [shares[label] for label in predictor.task.labels] == pytest.approx(expected, abs=1e-6)
+    out = classifier / "ensemble.csv"
+    assert cli.main(["ensemble", "--model", run, str(classifier / "run2"), "--input", test, "--output", str(out),
+                     "--evaluate", "--adapt-prior"]) == 0
+    report = json.loads((classifier / "ensemble-report" / "metrics.json").read_text())
+    assert report["adapt_prior"] is True and set(report["estimated_label_shares"]) == set(shares)
+
+
+def test_errors_are_one_line(classifier, tmp_path, capsys):
+    info_path = classifier / "run2" / "kluekit.json"
+    old = tmp_path / "old"  # a run saved before the shares were recorded
+    import shutil
+
+    shutil.copytree(classifier / "run2", old)
+    info = json.loads(info_path.read_text())
+    info.pop(PRIOR_KEY)
+    (old / "kluekit.json").write_text(json.dumps(info))
+    code = cli.main(["predict", "classify", "--model", str(old), "--input", str(classifier / "test.tsv"),
+                     "--output", str(tmp_path / "x.csv"), "--adapt-prior"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "records no training label shares" in err[0]
+    assert not (tmp_path / "x.csv").exists()
+    with pytest.raises(SystemExit):  # STS predictions are scores: the option is not offered
+        cli.build_parser().parse_args(["predict", "sts", "--model", "m", "--input", "i", "--output", "o",
+                                       "--adapt-prior"])
+    from kluekit.predictor import check_prior
+    from kluekit.tasks.sts import STSTask
+
+    with pytest.raises(KluekitError, match="sts predictions are not class probabilities"):  # ensemble, the API
+        check_prior(STSTask(), "run")
+
+
+def test_benchmark_resamples_to_the_share_without_repeats():
+    from conftest import benchmark_module
+
+    resample = benchmark_module("label_shift").resample
+    gold = np.array([0] * 30 + [1] * 70)
+    for share in (0.15, 0.3, 0.6, 0.9):
+        rows = resample(gold, 0, share, np.random.default_rng(0))
+        assert len(set(rows)) == len(rows) and (gold[rows] == 0).mean() == pytest.approx(share, abs=0.01)
+        assert (gold[rows] == 0).sum() == 30 or (gold[rows] == 1).sum() == 70  # the short side kept whole
