@@ -1,7 +1,8 @@
 """``--adapt-prior`` (label shift) measured on the runs a ``quality.py`` call left under runs/bench-quality.
 
 KLUE-RE's labelled test has twice the training file's share of ``no_relation`` (60% against 30%); the option
-re-estimates a file's label shares from its unlabelled predictions and re-weights the probabilities. Whether to
+re-estimates a file's label shares from its unlabelled predictions and re-weights the class posteriors (the
+outputs mapped back by the loss the run trained with: RE's focal loss does not output posteriors). Whether to
 use it is decided on the training file only:
 
 - ``select`` runs (``quality.py --phase select``, 10% of the training file held out per seed): each run's
@@ -11,6 +12,9 @@ use it is decided on the training file only:
   must gain at every shifted share and lose nothing without a shift.
 - ``report`` runs (trained on the whole training file): the test file, plain and adapted, each run and the
   ensemble of all of them (their mean probabilities; adapted once, from their mean training shares).
+
+Every score is also given for EM run on the outputs as they are (``*_uncorrected_*``), to show what the map does.
+``--save-probs DIR`` keeps every run's outputs for analysis without the models.
 
     python benchmarks/quality.py --phase select --datasets klue_re --variants R --jobs 3
     python benchmarks/quality.py --phase report --datasets klue_re --recipes R --jobs 3
@@ -45,16 +49,34 @@ def resample(gold: np.ndarray, label: int, share: float, rng) -> np.ndarray:
     return np.sort(np.concatenate([rng.choice(mine, keep_mine, replace=False), others]))
 
 
-def scores(task, probs: np.ndarray, gold: np.ndarray, prior: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(plain score, adapted score, the adapted shares) of ``probs`` under the task's primary metric."""
+def scores(task, probs: np.ndarray, gold: np.ndarray, prior: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """(plain score, adapted score, score of EM run on the outputs as they are, the adapted shares) of ``probs``
+    (the task's outputs) under the task's primary metric. ``--adapt-prior`` adapts ``task.posteriors`` of the
+    outputs; the uncorrected figure shows what that map is for (focal loss's outputs are not posteriors)."""
     from kluekit.labelshift import adapt_prior
 
-    adapted, shares, _ = adapt_prior(probs, prior)
+    adapted, shares, _ = adapt_prior(task.posteriors(probs), prior)
+    raw = adapt_prior(probs, prior)[0]
     metric = task.primary_metric
-    return task.metrics(probs, gold)[metric], task.metrics(adapted, gold)[metric], shares
+    return (task.metrics(probs, gold)[metric], task.metrics(adapted, gold)[metric], task.metrics(raw, gold)[metric],
+            shares)
 
 
-def select_figures(runs: list[Path], shares: list[float], draws: int, dataset: str) -> dict:
+def save_probs(folder: Path | None, name: str, probs: np.ndarray, gold: np.ndarray, prior: np.ndarray) -> None:
+    """``--save-probs``: one run's outputs, gold ids and training shares, for analysis without the models."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(folder / f"{name}.npz", probs=probs.astype(np.float32), gold=gold, prior=prior)
+
+
+def summarise(figures: dict, name: str, cell: dict) -> None:
+    """Mean and spread of a cell's plain, adapted and uncorrected (EM on the outputs as they are) scores."""
+    figures.update({f"{name}_{k}_{s}": v for k in ("plain", "adapted", "uncorrected")
+                    for s, v in spread(cell[k]).items()})
+    figures[f"{name}_gain"] = round(statistics.mean(cell["adapted"]) - statistics.mean(cell["plain"]), 2)
+
+
+def select_figures(runs: list[Path], shares: list[float], draws: int, dataset: str, keep: Path | None) -> dict:
     import quality
     from kluekit.predictor import Predictor
 
@@ -66,6 +88,7 @@ def select_figures(runs: list[Path], shares: list[float], draws: int, dataset: s
         task, prior = predictor.task, predictor.task.train_prior
         examples = predictor.read(path, require_labels=True)
         probs, gold = predictor.predict(examples), task.gold(examples)
+        save_probs(keep, run.name, probs, gold, prior)
         label = int(np.argmax(prior))
         own = json.loads((run / "metrics.json").read_text())["history"][-1][task.primary_metric]
         if abs(task.metrics(probs, gold)[task.primary_metric] - own) > 0.3:  # bf16 scoring both times
@@ -74,55 +97,63 @@ def select_figures(runs: list[Path], shares: list[float], draws: int, dataset: s
         for share in ["natural", *shares]:
             picks = [np.arange(len(gold))] if share == "natural" else \
                 [resample(gold, label, share, np.random.default_rng(draw)) for draw in range(draws)]
-            cell = cells.setdefault(str(share), {"plain": [], "adapted": [], "estimated": [], "true": []})
+            cell = cells.setdefault(str(share), {"plain": [], "adapted": [], "uncorrected": [], "estimated": [],
+                                                 "true": []})
             for rows in picks:
-                plain, adapted, estimated = scores(task, probs[rows], gold[rows], prior)
+                plain, adapted, uncorrected, estimated = scores(task, probs[rows], gold[rows], prior)
                 cell["plain"].append(plain)
                 cell["adapted"].append(adapted)
+                cell["uncorrected"].append(uncorrected)
                 cell["estimated"].append(float(estimated[label]))
                 cell["true"].append(float((gold[rows] == label).mean()))
         print(f"{run.name}: held-out {len(gold)} rows, {task.labels[label]} {prior[label]:.2f} in training", flush=True)
     figures = {"shifted_label_train_share": round(float(prior[label]), 4), "shifted_label": task.labels[label]}
     for share, cell in cells.items():
         name = f"{dataset}_split_share_{share}"
-        figures.update({f"{name}_{k}_{s}": v for k in ("plain", "adapted") for s, v in spread(cell[k]).items()})
-        figures[f"{name}_gain"] = round(statistics.mean(cell["adapted"]) - statistics.mean(cell["plain"]), 2)
+        summarise(figures, name, cell)
         figures[f"{name}_true_share"] = round(statistics.mean(cell["true"]), 3)
         figures[f"{name}_estimated_share"] = round(statistics.mean(cell["estimated"]), 3)
         print(f"split, {share} share: plain {figures[f'{name}_plain_mean']:.2f} adapted "
-              f"{figures[f'{name}_adapted_mean']:.2f} ({figures[f'{name}_gain']:+.2f}); share "
-              f"{figures[f'{name}_true_share']:.3f}, estimated {figures[f'{name}_estimated_share']:.3f}", flush=True)
+              f"{figures[f'{name}_adapted_mean']:.2f} ({figures[f'{name}_gain']:+.2f}; uncorrected "
+              f"{figures[f'{name}_uncorrected_mean']:.2f}); share {figures[f'{name}_true_share']:.3f}, estimated "
+              f"{figures[f'{name}_estimated_share']:.3f}", flush=True)
     return figures
 
 
-def report_figures(runs: list[Path], test: str, dataset: str) -> dict:
+def report_figures(runs: list[Path], test: str, dataset: str, keep: Path | None) -> dict:
+    from kluekit.labelshift import adapt_prior
     from kluekit.predictor import Predictor
 
-    plain, adapted, all_probs, priors = [], [], [], []
+    cell = {"plain": [], "adapted": [], "uncorrected": []}
+    outputs, posteriors, priors = [], [], []
     for run in runs:
         predictor = Predictor(run, progress=False)
         task = predictor.task
         examples = predictor.read(test, require_labels=True)
         probs, gold = predictor.predict(examples), task.gold(examples)
-        p, a, _ = scores(task, probs, gold, task.train_prior)
-        plain.append(p)
-        adapted.append(a)
-        all_probs.append(probs)
+        save_probs(keep, run.name, probs, gold, task.train_prior)
+        for key, value in zip(("plain", "adapted", "uncorrected"), scores(task, probs, gold, task.train_prior)):
+            cell[key].append(value)
+        outputs.append(probs)
+        posteriors.append(task.posteriors(probs))
         priors.append(task.train_prior)
-        print(f"{run.name}: test plain {p:.2f} adapted {a:.2f}", flush=True)
+        print(f"{run.name}: test plain {cell['plain'][-1]:.2f} adapted {cell['adapted'][-1]:.2f} (uncorrected "
+              f"{cell['uncorrected'][-1]:.2f})", flush=True)
     name = f"{dataset}_test"
-    figures = {f"{name}_{k}_{s}": v for k, values in (("plain", plain), ("adapted", adapted))
-               for s, v in spread(values).items()}
-    figures[f"{name}_plain_per_seed"] = " ".join(f"{v:.2f}" for v in plain)
-    figures[f"{name}_adapted_per_seed"] = " ".join(f"{v:.2f}" for v in adapted)
-    figures[f"gain_adapt_prior_{name}"] = round(statistics.mean(adapted) - statistics.mean(plain), 2)
-    mean_probs, mean_prior = np.mean(all_probs, axis=0), np.mean(priors, axis=0)
-    p, a, shares = scores(task, mean_probs, gold, mean_prior)
-    label = int(np.argmax(mean_prior))
-    figures.update({f"{name}_ensemble{len(runs)}_plain": round(p, 2), f"{name}_ensemble{len(runs)}_adapted": round(a, 2),
+    figures: dict = {}
+    summarise(figures, name, cell)
+    for key in ("plain", "adapted"):
+        figures[f"{name}_{key}_per_seed"] = " ".join(f"{v:.2f}" for v in cell[key])
+    figures[f"gain_adapt_prior_{name}"] = figures.pop(f"{name}_gain")
+    # the ensemble as `kluekit ensemble` builds it: the mean outputs; adapted, the mean posteriors, adapted once
+    mean_prior = np.mean(priors, axis=0)
+    adapted, shares, _ = adapt_prior(np.mean(posteriors, axis=0), mean_prior)
+    metric, label, size = task.primary_metric, int(np.argmax(mean_prior)), len(runs)
+    p, a = task.metrics(np.mean(outputs, axis=0), gold)[metric], task.metrics(adapted, gold)[metric]
+    figures.update({f"{name}_ensemble{size}_plain": round(p, 2), f"{name}_ensemble{size}_adapted": round(a, 2),
                     f"{name}_true_share": round(float((gold == label).mean()), 3),
                     f"{name}_ensemble_estimated_share": round(float(shares[label]), 3)})
-    print(f"test ensemble of {len(runs)}: plain {p:.2f} adapted {a:.2f}; {task.labels[label]} share "
+    print(f"test ensemble of {size}: plain {p:.2f} adapted {a:.2f}; {task.labels[label]} share "
           f"{(gold == label).mean():.3f}, estimated {shares[label]:.3f}", flush=True)
     return figures
 
@@ -137,10 +168,12 @@ def main() -> None:
                         help="shares of the training file's most frequent label to resample the held-out rows to")
     parser.add_argument("--draws", type=int, default=5, help="resamples per share and run")
     parser.add_argument("--name", default="label_shift")
+    parser.add_argument("--save-probs", metavar="DIR", help="also write each run's outputs, gold ids and training "
+                                                             "shares to DIR/<run>.npz")
     args = parser.parse_args()
     if any(not 0 < s < 1 for s in args.shares):
         parser.error("--shares: each must be between 0 and 1")
-    work = Path(args.work)
+    work, keep = Path(args.work), Path(args.save_probs) if args.save_probs else None
 
     def runs(phase: str) -> list[Path]:
         found = sorted(work.glob(f"{phase}-{args.dataset}-{args.recipe}-s*"))  # -s<seed>, or -s<seed>-on<split>
@@ -152,10 +185,10 @@ def main() -> None:
     figures = {"recipe": args.recipe, "seeds": args.seeds, "select_runs": len(selected), "report_runs": len(reported),
                "draws": args.draws}
     if selected:
-        figures.update(select_figures(selected, args.shares, args.draws, args.dataset))
+        figures.update(select_figures(selected, args.shares, args.draws, args.dataset, keep))
     if reported:  # the test file the runs' quality.py job named
         test = json.loads(Path(f"{reported[0]}.job.json").read_text())["files"]["test"]
-        figures.update(report_figures(reported, test, args.dataset))
+        figures.update(report_figures(reported, test, args.dataset, keep))
     write_results("label_shift.py", args.name, figures)
 
 

@@ -14,7 +14,8 @@ from scipy.stats import norm
 from conftest import shared_path
 from kluekit import cli
 from kluekit.errors import KluekitError
-from kluekit.labelshift import PRIOR_KEY, adapt_prior, class_shares
+from kluekit.labelshift import (PRIOR_KEY, adapt_prior, class_shares, focal_posteriors, unsmoothed_posteriors,
+                                unweighted_posteriors)
 
 STEPS = ["--max-steps", "4", "--batch-size", "16", "--max-length", "48", "--learning-rate", "1e-3"]
 
@@ -68,6 +69,73 @@ def test_recovers_the_shares_of_a_shifted_set():
     same = rng.random(40000) < train[1]
     x = np.where(same, rng.normal(1.0, 1.0, same.size), rng.normal(-1.0, 1.0, same.size))
     assert adapt_prior(posteriors(x, train), train)[1] == pytest.approx(train, abs=0.015)
+
+
+def minimiser(p, loss):
+    """scipy's minimiser q (on the simplex, as a softmax) of the expected loss sum_i p_i loss(q, i)."""
+    def risk(z):
+        q = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        return sum(p_i * loss(q, i) for i, p_i in enumerate(p))
+
+    best = minimize(risk, np.log(p), method="Nelder-Mead", options={"xatol": 1e-11, "fatol": 1e-14, "maxiter": 40000})
+    return np.exp(best.x - best.x.max()) / np.exp(best.x - best.x.max()).sum()
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_focal_posteriors_invert_the_focal_loss_minimiser(gamma):
+    rng = np.random.default_rng(int(gamma * 10))
+    for p in rng.dirichlet([1.0, 1.0, 1.0], size=3):
+        q = minimiser(p, lambda q, i: -(1 - q[i]) ** gamma * np.log(q[i]))
+        assert np.abs(q - p).max() > 0.01  # focal outputs are not the posteriors
+        np.testing.assert_allclose(focal_posteriors(q[None], gamma)[0], p, atol=2e-4)
+    q = rng.dirichlet([1.0] * 4, size=5)
+    np.testing.assert_allclose(focal_posteriors(q, 0.0), q)  # gamma 0: cross-entropy
+    assert (focal_posteriors(q, 2.0).argmax(1) == q.argmax(1)).all()  # the order is kept
+    assert np.isfinite(focal_posteriors(np.array([[1.0, 0.0, 0.0]]), 2.0)).all()
+
+
+def test_weighted_and_smoothed_posteriors_invert_their_minimisers():
+    p, w = np.array([0.6, 0.3, 0.1]), np.array([0.5, 1.0, 3.0])
+    q = minimiser(p, lambda q, i: -w[i] * np.log(q[i]))
+    np.testing.assert_allclose(q, w * p / (w * p).sum(), atol=2e-4)  # by hand: q proportional to w p
+    np.testing.assert_allclose(unweighted_posteriors(q[None], w)[0], p, atol=2e-4)
+    eps = 0.1
+    q = minimiser(p, lambda q, i: -((1 - eps) * np.log(q[i]) + eps / 3 * np.log(q).sum()))
+    np.testing.assert_allclose(q, 0.9 * p + 0.1 / 3, atol=2e-4)
+    np.testing.assert_allclose(unsmoothed_posteriors(q[None], eps)[0], p, atol=2e-4)
+
+
+def test_em_on_focal_outputs_needs_their_posteriors():
+    """A model trained with focal loss (its outputs the loss's minimiser of exact posteriors): EM on the outputs
+    estimates the shift wrong; on ``focal_posteriors`` of them it recovers the true shares."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(3)
+    train, test, gamma = np.array([0.7, 0.3]), np.array([0.3, 0.7]), 2.0
+    labels = rng.random(3000) < test[1]
+    x = np.where(labels, rng.normal(1.0, 1.0, labels.size), rng.normal(-1.0, 1.0, labels.size))
+    exact = posteriors(x, train)
+
+    def slope(v):  # -d/dv of -(1 - v)^gamma log v
+        return (1 - v) ** gamma / v - gamma * (1 - v) ** (gamma - 1) * np.log(v)
+
+    q1 = np.array([brentq(lambda v: p1 * slope(v) - (1 - p1) * slope(1 - v), 1e-9, 1 - 1e-9) for p1 in exact[:, 1]])
+    focal = np.stack([1 - q1, q1], axis=1)
+    wrong = adapt_prior(focal, train)[1]
+    right = adapt_prior(focal_posteriors(focal, gamma), train)[1]
+    assert right == pytest.approx(test, abs=0.03)
+    assert abs(wrong[1] - test[1]) > 3 * abs(right[1] - test[1])
+
+
+def test_the_re_task_maps_its_outputs_by_its_loss():
+    from kluekit.tasks.re import REOptions, RETask
+
+    q = np.random.default_rng(4).dirichlet([1.0] * 30, size=4)
+    assert RETask(REOptions(loss="ce")).posteriors(q) is q
+    np.testing.assert_allclose(RETask(REOptions(loss="focal", focal_gamma=1.5)).posteriors(q), focal_posteriors(q, 1.5))
+    task = RETask(REOptions(loss="weighted_ce"))
+    task.train_prior = np.full(30, 1 / 30)
+    np.testing.assert_allclose(task.posteriors(q), q)  # equal shares: equal weights
 
 
 def test_unseen_classes_keep_their_weight_and_shapes_are_checked():

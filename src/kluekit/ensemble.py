@@ -88,7 +88,7 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     examples = readings[0]
     check_sample_submission(cfg, task, examples)
     gold = task.gold(examples) if cfg.evaluate else None
-    preds, scores = soft_vote(runs, readings, weights, gold)
+    preds, scores = soft_vote(runs, readings, weights, gold, posteriors=cfg.adapt_prior)
     shares = None
     if cfg.adapt_prior:
         preds, shares = adapt_to(task, preds, prior)

@@ -6,6 +6,11 @@ otherwise, the EM procedure of Saerens, Latinne and Decaestecker (2002, "Adjusti
 to new a priori probabilities") estimates the new shares from the unlabelled predictions alone and re-weights
 every probability by new share / training share. Its fixed point is the maximum-likelihood estimate of the
 shares under that model (tests check it against scipy's optimiser). It uses no labels of the set it adapts to.
+
+EM needs probabilities that estimate p(label | text) under the training shares. Cross-entropy's minimiser is that
+posterior; a loss with another minimiser is inverted first (``Task.posteriors``): focal loss by the map of
+Charoenphakdee et al. (2021, "On Focal Loss for Class-Posterior Probability Estimation"), class-weighted
+cross-entropy by dividing out the weights, label smoothing by undoing its mixing with the uniform distribution.
 """
 
 from __future__ import annotations
@@ -31,9 +36,34 @@ def class_shares(gold: np.ndarray, classes: int) -> np.ndarray:
     return counts / max(counts.sum(), 1.0)
 
 
+def focal_posteriors(probs: np.ndarray, gamma: float) -> np.ndarray:
+    """The class posteriors p for which ``probs`` q minimise the expected focal loss -(1 - q)^gamma log q:
+    p_i proportional to q_i / ((1 - q_i)^gamma - gamma q_i (1 - q_i)^(gamma - 1) log q_i) (Charoenphakdee et al.
+    2021), row-normalised. The map keeps each row's order of classes; gamma 0 (cross-entropy) is the identity."""
+    q = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1 - 1e-9)
+    h = q / ((1 - q) ** gamma - gamma * q * (1 - q) ** (gamma - 1) * np.log(q))
+    return h / h.sum(axis=-1, keepdims=True)
+
+
+def unweighted_posteriors(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The class posteriors p for which ``probs`` q minimise cross-entropy with class weights w (q_i
+    proportional to w_i p_i): p_i proportional to q_i / w_i, row-normalised."""
+    p = np.asarray(probs, dtype=np.float64) / np.asarray(weights, dtype=np.float64)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def unsmoothed_posteriors(probs: np.ndarray, smoothing: float) -> np.ndarray:
+    """The class posteriors p for which ``probs`` q minimise cross-entropy against labels smoothed by ``smoothing``
+    (q = (1 - smoothing) p + smoothing / C): p = (q - smoothing / C) / (1 - smoothing), clipped at 0 and
+    row-normalised."""
+    q = np.asarray(probs, dtype=np.float64)
+    p = np.clip((q - smoothing / q.shape[-1]) / (1 - smoothing), 0.0, None)
+    return p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
+
+
 def adapt_prior(probs: np.ndarray, prior, max_iter: int = 1000, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, int]:
     """(the re-weighted probabilities, the estimated shares (their mean), the EM steps taken) for (n, C) class
-    probabilities ``probs`` from a model trained with class shares ``prior``. Each step re-weights ``probs`` by
+    posteriors ``probs`` (``Task.posteriors`` of the outputs) from a model trained with class shares ``prior``. Each step re-weights ``probs`` by
     the last estimate / ``prior`` and takes the mean as the next estimate, until it moves less than ``tol``. A
     class with no training share keeps its weight (1) and is given share 0."""
     probs = np.asarray(probs, dtype=np.float64)

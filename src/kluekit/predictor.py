@@ -79,7 +79,7 @@ class Predictor:
                  len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
         preds = self.task.outputs(raw, features)
         if self.adapt_prior:  # the whole input at once: its label shares are estimated from all its rows
-            preds, self.estimated_shares = adapt_to(self.task, preds, self.task.train_prior)
+            preds, self.estimated_shares = adapt_to(self.task, self.task.posteriors(preds), self.task.train_prior)
         return preds
 
 
@@ -93,19 +93,23 @@ def check_prior(task, run_dir) -> None:
 
 
 def adapt_to(task, preds: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, dict]:
-    """``preds`` re-weighted to the label shares EM estimates for them, and those shares by label."""
+    """``preds`` (class posteriors: ``task.posteriors`` of its outputs) re-weighted to the label shares EM estimates for them, and those shares by label."""
     adapted, shares, steps = adapt_probs(preds, prior)
     log.info("--adapt-prior: label shares estimated in %d EM steps; moved most: %s", steps,
              describe_shift(task.labels, prior, shares))
     return adapted, {label: round(float(share), 6) for label, share in zip(task.labels, shares)}
 
 
-def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, list[dict]]:
+def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None,
+              posteriors: bool = False) -> tuple[np.ndarray, list[dict]]:
     """(the weighted mean of the runs' predictions, each for its own reading of the input: soft voting; each
-    run's metrics where ``gold`` is given, else [])."""
+    run's metrics where ``gold`` is given, else []). ``posteriors``: each run's predictions mapped to class
+    posteriors (``Task.posteriors``, by the loss it trained with) before they are averaged."""
     total, members = None, []
     for weight, run, rows in zip(weights, runs, readings):
         preds = run.predict(rows)
+        if posteriors:
+            preds = run.task.posteriors(preds)
         total = weight * preds if total is None else total + weight * preds
         if gold is not None:
             members.append(run.task.metrics(preds, gold))

@@ -95,6 +95,12 @@ class Task:
         self.labels = list(labels) if labels is not None else self.default_labels()
         self.train_prior: np.ndarray | None = None  # label_shift tasks: the training file's label shares
 
+    def posteriors(self, probs: np.ndarray) -> np.ndarray:
+        """label_shift tasks: ``outputs`` as estimates of p(label | text) under the training shares, what
+        --adapt-prior re-weights. Cross-entropy's outputs are that; a task whose loss has another minimiser maps
+        them back (``labelshift``)."""
+        return probs
+
     def default_labels(self) -> list[str]:
         """Ordered label names (empty for regression)."""
         return []

@@ -21,6 +21,7 @@ from ..config import opt
 from ..data.classify import PRESETS, label_ids, label_set, read_classification, read_label_file
 from ..data.io import clip_text, write_csv_atomic
 from ..errors import KluekitError
+from ..labelshift import unsmoothed_posteriors
 from ..metrics import classification_metrics
 from .base import Task, TaskOptions, label_columns, softmax
 from .sts import CHARS_PER_TOKEN
@@ -104,6 +105,9 @@ class ClassifyTask(Task):
 
     def outputs(self, raw, features=None):
         return softmax(raw)
+
+    def posteriors(self, probs):
+        return unsmoothed_posteriors(probs, self.options.label_smoothing) if self.options.label_smoothing else probs
 
     def strata(self, examples):
         return self.gold(examples)

@@ -23,6 +23,7 @@ from ..data.entity_inputs import MARKER_TOKENS, STYLES, encode_relations, entity
 from ..data.io import write_csv_atomic
 from ..data.re import COMPETITION_LABELS, FORMATS, load_label_map, read_re
 from ..errors import KluekitError
+from ..labelshift import focal_posteriors, unweighted_posteriors
 from .base import Task, TaskOptions, label_columns, softmax
 
 LOSSES = ("ce", "weighted_ce", "focal")
@@ -129,6 +130,13 @@ class RETask(Task):
 
     def outputs(self, raw, features=None):
         return softmax(raw)
+
+    def posteriors(self, probs):
+        if self.options.loss == "focal":
+            return focal_posteriors(probs, self.options.focal_gamma)
+        if self.options.loss == "weighted_ce":  # balanced weights are proportional to 1 / training share
+            return unweighted_posteriors(probs, 1.0 / np.maximum(self.train_prior, 1e-12))
+        return probs
 
     def strata(self, examples):
         return self.gold(examples)
