@@ -454,8 +454,8 @@ def summary(done: list[dict], key: str) -> dict:
     """Mean, spread and per-seed scores (and train seconds) of each (data set, recipe)."""
     figures = {}
     for dataset, recipe in sorted({(d["dataset"], d["recipe"]) for d in done}):
-        runs = [d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)]
-        scores = [r["score"] for r in runs]
+        runs = sorted((d for d in done if (d["dataset"], d["recipe"]) == (dataset, recipe)), key=lambda d: d["seed"])
+        scores = [r["score"] for r in runs]  # in seed order (runs finish in any order)
         name = f"{dataset}_{key}_{recipe}"
         figures[f"{name}_mean"] = round(statistics.mean(scores), 2)
         figures[f"{name}_std"] = round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0

@@ -230,3 +230,31 @@ def test_benchmark_resamples_to_the_share_without_repeats():
         rows = resample(gold, 0, share, np.random.default_rng(0))
         assert len(set(rows)) == len(rows) and (gold[rows] == 0).mean() == pytest.approx(share, abs=0.01)
         assert (gold[rows] == 0).sum() == 30 or (gold[rows] == 1).sum() == 70  # the short side kept whole
+
+
+def test_benchmark_scores_saved_outputs(tmp_path):
+    """label_shift.py --from-probs: outputs saved with their task record, scored without a model; the oracle (the
+    true shares) recovers the Bayes decisions of a shifted set, EM close to it."""
+    from conftest import benchmark_module
+
+    bench = benchmark_module("label_shift")
+    rng = np.random.default_rng(5)
+    train, test = np.array([0.7, 0.3]), np.array([0.3, 0.7])
+    labels = (rng.random(4000) < test[1]).astype(np.int64)
+    x = np.where(labels == 1, rng.normal(1.0, 1.0, labels.size), rng.normal(-1.0, 1.0, labels.size))
+    record = json.dumps({"task": "classify", "options": {}, "labels": ["neg", "pos"]})
+    for phase in ("select", "report"):
+        np.savez_compressed(tmp_path / f"{phase}-toy-r-s1.npz", probs=posteriors(x, train), gold=labels, prior=train,
+                            record=record)
+    items = bench.loaded([tmp_path / "report-toy-r-s1.npz"], "toy")
+    assert items[0][1].labels == ["neg", "pos"] and items[0][1].train_prior == pytest.approx(train)
+    scored, shares = bench.scores(items[0][1], *items[0][2:])
+    assert shares == pytest.approx(test, abs=0.03)
+    task = items[0][1]
+    best = task.metrics(posteriors(x, class_shares(labels, 2)), labels)[task.primary_metric]  # the sample's shares
+    assert scored["oracle"] == pytest.approx(best) and scored["adapted"] > scored["plain"] + 2
+    assert scored["uncorrected"] == pytest.approx(scored["adapted"])  # cross-entropy: outputs are posteriors
+    figures = bench.report_figures(items, "toy")
+    assert figures["gain_adapt_prior_toy_test"] == pytest.approx(scored["adapted"] - scored["plain"], abs=0.01)
+    split = bench.select_figures(bench.loaded([tmp_path / "select-toy-r-s1.npz"], "toy"), [0.5], 2, "toy")
+    assert split["toy_split_share_0.5_true_share"] == pytest.approx(0.5, abs=0.01)

@@ -29,6 +29,7 @@ def test_reused_runs_are_read_from_their_result_files(quality, tmp_path):
     assert [d["score"] for d in done] == [80.0, 82.0] and all(d["reused"] for d in done)
     figures = quality.summary(done, "test")
     assert figures["korsts_test_defaults_mean"] == 81.0 and figures["korsts_test_defaults_train_seconds_mean"] == 15.0
+    assert quality.summary(done[::-1], "test")["korsts_test_defaults_per_seed"] == "80.00 82.00"  # seed order
     assert quality.finish(SimpleNamespace(ran_on="GPU x1", reuse=True), done, figures, 0.0) == "GPU x1"
     assert figures["reused_runs"] == 2 and "wall_s" not in figures  # reused runs' time is not this process's
     with pytest.raises(SystemExit, match="--ran-on"):
