@@ -95,9 +95,12 @@ def test_submission_has_label_names_and_30_probabilities_in_input_order(trained,
     assert probs.shape == (1000, 30)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
     assert (np.asarray(COMPETITION_LABELS)[probs.argmax(axis=1)] == out["pred_label"]).all()
-    # --adapt-prior: the same rows, re-weighted from the training file's 30 label shares (kept in the run record)
-    shares = json.loads((trained[0] / "kluekit.json").read_text())["train_label_shares"]
+    # --adapt-prior: the same rows, re-weighted to the share of the most frequent training label estimated from its
+    # probability as calibrated on the dev set when training ended (both kept in the run record)
+    info = json.loads((trained[0] / "kluekit.json").read_text())
+    shares = info["train_label_shares"]
     assert len(shares) == 30 and sum(shares) == pytest.approx(1.0)
+    assert info["share_calibration"]["label"] == int(np.argmax(shares)) and info["share_calibration"]["rows"] == len(pd.read_csv(re_files / "dev.csv"))
     kluekit("predict", "re", "--model", trained[0], "--input", re_files / "test.csv", "--output", tmp_path / "a.csv",
             "--adapt-prior")
     adapted = np.array([json.loads(p) for p in pd.read_csv(tmp_path / "a.csv")["probs"]])

@@ -14,8 +14,8 @@ from scipy.stats import norm
 from conftest import shared_path
 from kluekit import cli
 from kluekit.errors import KluekitError
-from kluekit.labelshift import (PRIOR_KEY, adapt_prior, class_shares, focal_posteriors, unsmoothed_posteriors,
-                                unweighted_posteriors)
+from kluekit.labelshift import (CALIBRATION_KEY, PRIOR_KEY, adapt_prior, adapt_share, calibrated, class_shares,
+                                fit_calibration, focal_posteriors, unsmoothed_posteriors, unweighted_posteriors)
 
 STEPS = ["--max-steps", "4", "--batch-size", "16", "--max-length", "48", "--learning-rate", "1e-3"]
 
@@ -138,6 +138,51 @@ def test_the_re_task_maps_its_outputs_by_its_loss():
     np.testing.assert_allclose(task.posteriors(q), q)  # equal shares: equal weights
 
 
+def test_platt_scaling_is_the_logistic_maximum_likelihood():
+    rng = np.random.default_rng(6)
+    gold = rng.integers(0, 3, 500)
+    probs = rng.dirichlet([1.0, 1.0, 1.0], size=500)
+    probs[gold == 0, 0] += 0.5
+    probs /= probs.sum(axis=1, keepdims=True)
+    fitted = fit_calibration(probs, gold, 0)
+    z, y = np.log(probs[:, 0] / (1 - probs[:, 0])), gold == 0
+
+    def nll(x):
+        s = x[0] * z + x[1]
+        return np.mean(np.logaddexp(0, s) - y * s)
+
+    best = minimize(nll, [1.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14}).x
+    assert [fitted["slope"], fitted["intercept"]] == pytest.approx(best, abs=2e-3)
+    assert fitted["share"] == pytest.approx(y.mean(), abs=1e-4) and fitted["rows"] == 500  # the intercept's optimum
+    assert calibrated(probs, fitted) == pytest.approx(1 / (1 + np.exp(-(best[0] * z + best[1]))), abs=1e-3)
+    assert fit_calibration(probs, np.zeros(500, dtype=int), 0) is None  # only the label: nothing to fit
+
+
+def test_a_calibrated_share_survives_an_overconfident_model():
+    """Overconfident posteriors (exact ones sharpened): EM over the labels misses the shift, EM on the label's
+    probability calibrated on a dev set with the training shares finds it; the other labels keep their ratio."""
+    rng = np.random.default_rng(7)
+    train, test = np.array([0.7, 0.3]), np.array([0.3, 0.7])
+
+    def drawn(shares, n):
+        labels = (rng.random(n) < shares[1]).astype(np.int64)
+        x = np.where(labels == 1, rng.normal(1.0, 1.0, n), rng.normal(-1.0, 1.0, n))
+        sharp = posteriors(x, train) ** 3
+        return sharp / sharp.sum(axis=1, keepdims=True), labels
+
+    dev, dev_gold = drawn(train, 4000)
+    calibration = fit_calibration(dev, dev_gold, 0)
+    probs, gold = drawn(test, 20000)
+    wrong = adapt_prior(probs, train)[1]
+    adapted, shares, steps = adapt_share(probs, train, 0, calibrated(probs, calibration), calibration["share"])
+    assert shares == pytest.approx(class_shares(gold, 2), abs=0.02) and steps < 1000
+    assert abs(wrong[0] - 0.3) > 2 * abs(shares[0] - 0.3)
+    assert (adapted.argmax(1) == gold).mean() > (probs.argmax(1) == gold).mean()
+    three = np.array([[0.5, 0.3, 0.2]])  # the other labels keep their ratio
+    out, split, _ = adapt_share(three, [0.5, 0.25, 0.25], 0, np.array([0.5]), 0.5)
+    assert split[1] == pytest.approx(split[2]) and out[0, 1] / out[0, 2] == pytest.approx(1.5)
+
+
 def test_unseen_classes_keep_their_weight_and_shapes_are_checked():
     probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
     adjusted, shares, _ = adapt_prior(probs, [0.5, 0.5, 0.0])
@@ -156,15 +201,18 @@ def classifier(tmp_path_factory, tiny_model):
     train.to_csv(folder / "train.tsv", sep="\t", index=False)
     test = pd.concat([rows[rows.label == 0].iloc[100:110], rows[rows.label == 1].iloc[100:140]])
     test.to_csv(folder / "test.tsv", sep="\t", index=False)
-    for seed in (1, 2):
+    for seed in (1, 2):  # a dev split: the run records its calibration there (--adapt-prior needs it)
         assert cli.main(["train", "classify", "--model", str(tiny_model), "--train", str(folder / "train.tsv"),
-                         "--output-dir", str(folder / f"run{seed}"), "--seed", str(seed), *STEPS]) == 0
+                         "--output-dir", str(folder / f"run{seed}"), "--seed", str(seed), "--dev-split", "0.25",
+                         *STEPS]) == 0
     return folder
 
 
 def test_the_run_records_its_training_shares(classifier):
     info = json.loads((classifier / "run1" / "kluekit.json").read_text())
-    assert info[PRIOR_KEY] == pytest.approx([0.75, 0.25])
+    assert info[PRIOR_KEY] == pytest.approx([0.75, 0.25])  # the 48 training rows after the split: 36 / 12
+    calibration = info[CALIBRATION_KEY]
+    assert calibration["label"] == 0 and calibration["rows"] == 16 and calibration["share"] == pytest.approx(0.75, abs=1e-3)
 
 
 def test_predict_evaluate_and_ensemble(classifier, capsys):
@@ -184,11 +232,11 @@ def test_predict_evaluate_and_ensemble(classifier, capsys):
     written = pd.read_csv(classifier / "eval-adapted" / "predictions.csv")
     assert len(written) == 50
     from kluekit.predictor import Predictor
-    from kluekit.labelshift import adapt_prior as em
 
     predictor = Predictor(run, progress=False)
     probs = predictor.predict(predictor.read(test))
-    expected = em(probs, predictor.task.train_prior)[1]
+    task = predictor.task
+    expected = adapt_share(probs, task.train_prior, 0, calibrated(probs, task.calibration), task.calibration["share"])[1]
     assert [shares[label] for label in predictor.task.labels] == pytest.approx(expected, abs=1e-6)
     out = classifier / "ensemble.csv"
     assert cli.main(["ensemble", "--model", run, str(classifier / "run2"), "--input", test, "--output", str(out),
@@ -204,13 +252,14 @@ def test_errors_are_one_line(classifier, tmp_path, capsys):
 
     shutil.copytree(classifier / "run2", old)
     info = json.loads(info_path.read_text())
-    info.pop(PRIOR_KEY)
-    (old / "kluekit.json").write_text(json.dumps(info))
-    code = cli.main(["predict", "classify", "--model", str(old), "--input", str(classifier / "test.tsv"),
-                     "--output", str(tmp_path / "x.csv"), "--adapt-prior"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "records no training label shares" in err[0]
-    assert not (tmp_path / "x.csv").exists()
+    for key, message in ((CALIBRATION_KEY, "records no calibration"), (PRIOR_KEY, "records no training label shares")):
+        info.pop(key)
+        (old / "kluekit.json").write_text(json.dumps(info))
+        code = cli.main(["predict", "classify", "--model", str(old), "--input", str(classifier / "test.tsv"),
+                         "--output", str(tmp_path / "x.csv"), "--adapt-prior"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code != 0 and len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "x.csv").exists()
     with pytest.raises(SystemExit):  # STS predictions are scores: the option is not offered
         cli.build_parser().parse_args(["predict", "sts", "--model", "m", "--input", "i", "--output", "o",
                                        "--adapt-prior"])
@@ -233,28 +282,39 @@ def test_benchmark_resamples_to_the_share_without_repeats():
 
 
 def test_benchmark_scores_saved_outputs(tmp_path):
-    """label_shift.py --from-probs: outputs saved with their task record, scored without a model; the oracle (the
-    true shares) recovers the Bayes decisions of a shifted set, EM close to it."""
+    """label_shift.py --from-probs: outputs saved with their task record (calibration included), scored without a
+    model; the oracle (the true shares) is Bayes' rule, the calibrated estimate close to it."""
     from conftest import benchmark_module
 
     bench = benchmark_module("label_shift")
     rng = np.random.default_rng(5)
     train, test = np.array([0.7, 0.3]), np.array([0.3, 0.7])
-    labels = (rng.random(4000) < test[1]).astype(np.int64)
-    x = np.where(labels == 1, rng.normal(1.0, 1.0, labels.size), rng.normal(-1.0, 1.0, labels.size))
-    record = json.dumps({"task": "classify", "options": {}, "labels": ["neg", "pos"]})
-    for phase in ("select", "report"):
-        np.savez_compressed(tmp_path / f"{phase}-toy-r-s1.npz", probs=posteriors(x, train), gold=labels, prior=train,
-                            record=record)
-    items = bench.loaded([tmp_path / "report-toy-r-s1.npz"], "toy")
-    assert items[0][1].labels == ["neg", "pos"] and items[0][1].train_prior == pytest.approx(train)
-    scored, shares = bench.scores(items[0][1], *items[0][2:])
-    assert shares == pytest.approx(test, abs=0.03)
+
+    def drawn(shares, n):
+        labels = (rng.random(n) < shares[1]).astype(np.int64)
+        return posteriors(np.where(labels == 1, rng.normal(1.0, 1.0, n), rng.normal(-1.0, 1.0, n)), train), labels
+
+    dev, dev_gold = drawn(train, 2000)
+    record = {"task": "classify", "options": {}, "labels": ["neg", "pos"],
+              "calibration": fit_calibration(dev, dev_gold, 0)}
+    probs, labels = drawn(test, 4000)
+    np.savez_compressed(tmp_path / "selecttest-toy-r-s1.npz", probs=probs, gold=labels, prior=train,
+                        record=json.dumps(record))
+    np.savez_compressed(tmp_path / "select-toy-r-s1.npz", probs=dev, gold=dev_gold, prior=train,
+                        record=json.dumps({**record, "calibration": None}))
+    items = bench.loaded([tmp_path / "selecttest-toy-r-s1.npz"], "toy")
     task = items[0][1]
-    best = task.metrics(posteriors(x, class_shares(labels, 2)), labels)[task.primary_metric]  # the sample's shares
+    assert task.labels == ["neg", "pos"] and task.train_prior == pytest.approx(train) and items[0][5] is not None
+    scored, share = bench.scores(task, *items[0][2:])
+    assert share == pytest.approx(test[0], abs=0.03)
+    best = task.metrics(posteriors(np.log(probs[:, 1] / probs[:, 0] * train[0] / train[1]) / 2,
+                                   class_shares(labels, 2)), labels)[task.primary_metric]
     assert scored["oracle"] == pytest.approx(best) and scored["adapted"] > scored["plain"] + 2
-    assert scored["uncorrected"] == pytest.approx(scored["adapted"])  # cross-entropy: outputs are posteriors
-    figures = bench.report_figures(items, "toy")
+    assert scored["full_em"] == pytest.approx(scored["adapted"], abs=0.5)  # calibrated already: both find the shift
+    figures = bench.test_figures(items, "toy_test")
     assert figures["gain_adapt_prior_toy_test"] == pytest.approx(scored["adapted"] - scored["plain"], abs=0.01)
+    assert "toy_test_ensemble1_adapted" in figures
     split = bench.select_figures(bench.loaded([tmp_path / "select-toy-r-s1.npz"], "toy"), [0.5], 2, "toy")
     assert split["toy_split_share_0.5_true_share"] == pytest.approx(0.5, abs=0.01)
+    assert split["toy_split_share_0.5_estimated_share"] == pytest.approx(0.5, abs=0.05)
+    assert abs(split["toy_split_share_natural_gain"]) < 0.5  # no shift: (nearly) nothing moves

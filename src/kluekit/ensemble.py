@@ -63,7 +63,7 @@ def open_runs(cfg: EnsembleConfig) -> list:
 
 def ensemble(cfg: EnsembleConfig) -> dict:
     """Average the runs' predictions for ``cfg.input`` and write the submission; returns metrics if evaluated."""
-    from .predictor import adapt_to, check_prior, soft_vote
+    from .predictor import adapted_vote, check_prior, soft_vote
     from .report import write_report
     from .runner import check_output, check_sample_submission, shares_record
 
@@ -73,10 +73,9 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     weights = parse_weights(cfg.weights, len(cfg.model))
     runs = open_runs(cfg)
     task = runs[0].task
-    if cfg.adapt_prior:  # once, on the mean: from the runs' training shares, weighted as their predictions
+    if cfg.adapt_prior:  # once, on the mean (adapted_vote)
         for path, run in zip(cfg.model, runs):
             check_prior(run.task, path)
-        prior = sum(w * run.task.train_prior for w, run in zip(weights, runs)) / weights.sum()
     check_sample_submission(cfg, task)
     readings = []
     for path, run in zip(cfg.model, runs):  # every input check before any model runs
@@ -88,10 +87,11 @@ def ensemble(cfg: EnsembleConfig) -> dict:
     examples = readings[0]
     check_sample_submission(cfg, task, examples)
     gold = task.gold(examples) if cfg.evaluate else None
-    preds, scores = soft_vote(runs, readings, weights, gold, posteriors=cfg.adapt_prior)
     shares = None
     if cfg.adapt_prior:
-        preds, shares = adapt_to(task, preds, prior)
+        preds, shares, scores = adapted_vote(runs, readings, weights, gold)
+    else:
+        preds, scores = soft_vote(runs, readings, weights, gold)
     members = dict(zip(cfg.model, scores))
     for path, metrics in members.items():
         log.info("%s: %s", path, " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import KluekitError
 from .inference import default_batch_size, predict_raw, resolve_device, resolve_precision
-from .labelshift import adapt_prior as adapt_probs, describe_shift
+from .labelshift import adapt_share, calibrated
 from .onnxrun import check_runtime
 from .rundir import RunDir
 
@@ -79,7 +79,9 @@ class Predictor:
                  len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
         preds = self.task.outputs(raw, features)
         if self.adapt_prior:  # the whole input at once: its label shares are estimated from all its rows
-            preds, self.estimated_shares = adapt_to(self.task, self.task.posteriors(preds), self.task.train_prior)
+            posteriors = self.task.posteriors(preds)
+            preds, self.estimated_shares = adapt_to(self.task, posteriors, self.task.train_prior,
+                                                    calibrated(posteriors, self.task.calibration), self.task.calibration)
         return preds
 
 
@@ -90,26 +92,50 @@ def check_prior(task, run_dir) -> None:
     if task.train_prior is None:
         raise KluekitError(f"--adapt-prior: {run_dir} records no training label shares (runs saved before "
                            "2026-12-03 do not); train it again, or leave out --adapt-prior")
+    if task.calibration is None:
+        raise KluekitError(f"--adapt-prior: {run_dir} records no calibration of its probabilities (it is fitted on "
+                           "the dev set when training ends): train it with --dev or --dev-split, or leave out "
+                           "--adapt-prior")
 
 
-def adapt_to(task, preds: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, dict]:
-    """``preds`` (class posteriors: ``task.posteriors`` of its outputs) re-weighted to the label shares EM estimates for them, and those shares by label."""
-    adapted, shares, steps = adapt_probs(preds, prior)
-    log.info("--adapt-prior: label shares estimated in %d EM steps; moved most: %s", steps,
-             describe_shift(task.labels, prior, shares))
-    return adapted, {label: round(float(share), 6) for label, share in zip(task.labels, shares)}
+def adapt_to(task, posteriors: np.ndarray, prior: np.ndarray, chance: np.ndarray, calibration: dict) -> tuple[np.ndarray, dict]:
+    """``posteriors`` (``task.posteriors`` of the outputs) re-weighted to the share of ``calibration``'s label
+    that EM estimates from ``chance`` (its calibrated probability), and the shares by label."""
+    label = calibration["label"]
+    adapted, shares, steps = adapt_share(posteriors, prior, label, chance, calibration["share"])
+    log.info("--adapt-prior: the share of %s estimated in %d EM steps: %.3f in training, %.3f here", task.labels[label],
+             steps, prior[label], shares[label])
+    return adapted, {name: round(float(share), 6) for name, share in zip(task.labels, shares)}
 
 
-def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None,
-              posteriors: bool = False) -> tuple[np.ndarray, list[dict]]:
+def adapted_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, dict, list[dict]]:
+    """``soft_vote`` for ``--adapt-prior``: (the runs' mean posteriors adapted once, from their mean calibrated
+    probabilities, training shares and calibration shares, all weighted as their predictions; the estimated shares;
+    each run's metrics, unadapted, where ``gold`` is given)."""
+    labels = {run.task.calibration["label"] for run in runs}
+    if len(labels) > 1:
+        raise KluekitError("--adapt-prior: the runs calibrated different labels (trained on other label mixes)")
+    posteriors = chance = prior = 0.0
+    base, members = 0.0, []
+    for weight, run, rows in zip(weights, runs, readings):
+        preds = run.predict(rows)
+        own = run.task.posteriors(preds)
+        posteriors, chance = posteriors + weight * own, chance + weight * calibrated(own, run.task.calibration)
+        prior, base = prior + weight * run.task.train_prior, base + weight * run.task.calibration["share"]
+        if gold is not None:
+            members.append(run.task.metrics(preds, gold))
+    total = weights.sum()
+    calibration = {"label": labels.pop(), "share": base / total}
+    adapted, shares = adapt_to(runs[0].task, posteriors / total, prior / total, chance / total, calibration)
+    return adapted, shares, members
+
+
+def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, list[dict]]:
     """(the weighted mean of the runs' predictions, each for its own reading of the input: soft voting; each
-    run's metrics where ``gold`` is given, else []). ``posteriors``: each run's predictions mapped to class
-    posteriors (``Task.posteriors``, by the loss it trained with) before they are averaged."""
+    run's metrics where ``gold`` is given, else [])."""
     total, members = None, []
     for weight, run, rows in zip(weights, runs, readings):
         preds = run.predict(rows)
-        if posteriors:
-            preds = run.task.posteriors(preds)
         total = weight * preds if total is None else total + weight * preds
         if gold is not None:
             members.append(run.task.metrics(preds, gold))

@@ -28,7 +28,7 @@ from . import __version__
 from .data.io import apply_umask, file_sha256, probe_write, write_error, write_reason, write_text_atomic
 from .engine.checkpoint import find_checkpoint, remove_checkpoints
 from .errors import KluekitError
-from .labelshift import PRIOR_KEY
+from .labelshift import CALIBRATION_KEY, PRIOR_KEY
 from .modeling import RUN_INFO
 
 MODEL_TMP = ".model.tmp"
@@ -99,6 +99,7 @@ class RunDir:
         task = task_class(task_class.Options(**options), labels=self.info.get("labels"))
         if PRIOR_KEY in self.info:
             task.train_prior = np.asarray(self.info[PRIOR_KEY], dtype=np.float64)
+        task.calibration = self.info.get(CALIBRATION_KEY)
         return task
 
     @property

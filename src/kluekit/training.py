@@ -24,7 +24,7 @@ from .engine.multisample import add_multisample_dropout
 from .engine.rdrop import RDropStep
 from .errors import KluekitError
 from .inference import model_inputs, pad_multiple, predict_raw, resolve_device, resolve_precision
-from .labelshift import class_shares, prior_record
+from .labelshift import CALIBRATION_KEY, class_shares, fit_calibration, prior_record
 from .modeling import reinit_top_layers
 from .rundir import RunDir
 from .teachers import check_teachers, teacher_targets
@@ -206,7 +206,21 @@ def _train(task, cfg: TrainConfig, run: RunDir, main: bool, examples, extra: dic
              len(train_examples), len(train_set),
              " then ".join(f"{s.name}: {s.cfg.epochs:g} epochs x batch {s.cfg.batch_size}" for s in stages))
     save = lambda trained: run.save_model(lambda folder: task.save_model(trained, tokenizer, folder))  # noqa: E731
-    return run_stages(model, stages, run, cfg, evaluator, save, main)
+    result = run_stages(model, stages, run, cfg, evaluator, save, main)
+    if main and task.label_shift and result["best_outputs"] is not None:  # what --adapt-prior calibrates with
+        record_calibration(task, run, result["best_outputs"], dev_files[0][2])
+    return result
+
+
+def record_calibration(task, run: RunDir, outputs, dev: pd.DataFrame) -> None:
+    """The kept model's calibration of its most frequent training label on the (first) dev set, in the run record."""
+    label = int(np.argmax(task.train_prior))
+    calibration = fit_calibration(task.posteriors(np.asarray(outputs)), task.gold(dev), label)
+    if calibration is None:
+        log.warning("the dev set has %s label %s: no calibration recorded, so --adapt-prior will not take this run",
+                    "only the" if (task.gold(dev) == label).all() else "none of the", task.labels[label])
+        return
+    run.update_info({CALIBRATION_KEY: calibration})
 
 
 def run_stages(model, stages: list[Stage], run: RunDir, cfg: TrainConfig, evaluator, save, main: bool) -> dict:

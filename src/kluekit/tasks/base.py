@@ -94,6 +94,7 @@ class Task:
         self.options = options or self.Options()
         self.labels = list(labels) if labels is not None else self.default_labels()
         self.train_prior: np.ndarray | None = None  # label_shift tasks: the training file's label shares
+        self.calibration: dict | None = None  # label_shift tasks: labelshift.fit_calibration on the dev set
 
     def posteriors(self, probs: np.ndarray) -> np.ndarray:
         """label_shift tasks: ``outputs`` as estimates of p(label | text) under the training shares, what
