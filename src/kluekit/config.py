@@ -142,10 +142,11 @@ class RunInputConfig:
     batch_size: int = opt(0, PREDICT_BATCH_HELP, minimum=0)
     precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
     runtime: str = opt("torch", RUNTIME_HELP, choices=RUNTIMES)
-    adapt_prior: bool = opt(False, "label shift: estimate the input's label shares from the predictions (EM, "
-                                   "Saerens et al. 2002; no labels used) and re-weight the probabilities from the "
-                                   "training file's shares to them; for a whole file whose label mix differs from "
-                                   "training (classification and RE)")
+    adapt_prior: bool = opt(False, "label shift: estimate the input's share of the training file's most frequent "
+                                   "label from its probability as calibrated on the run's dev set (EM, Saerens et "
+                                   "al. 2002; no labels of the input used) and re-weight the probabilities to it; "
+                                   "for a whole file whose label mix differs from training (classification and RE; "
+                                   "the run must have been trained with --dev or --dev-split)")
 
 
 @dataclass
