@@ -148,9 +148,13 @@ VARIANTS = {  # name: (kluekit train options, the task it applies to or None for
                                                     "--layer-decay", "0.9"], "re"),
     "rdrop_1_epochs_8_ema_0.999_reinit_1": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999",
                                              "--reinit-layers", "1"], "re"),
-    # both of those together (each helped on the split alone, quality_select_re_levers.json): not measured yet
-    "rdrop_1_epochs_8_ema_0.999_layer_decay_0.9_reinit_1": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999",
-                                                             "--layer-decay", "0.9", "--reinit-layers", "1"], "re"),
+    # next to RE's competition levers (layer decay 0.9 among them), not measured yet: with the re-initialised top
+    # layer too (each helped on the split alone, quality_select_re_levers.json), a steeper decay, a higher top rate
+    # (the decay leaves the lower layers below the 1e-4 the rate was chosen at)
+    **{f"rdrop_1_epochs_8_ema_0.999_layer_decay_{name}": (["--rdrop", "1.0", "--epochs", "8", "--ema-decay", "0.999",
+                                                           "--layer-decay", *extra], "re")
+       for name, extra in (("0.9_reinit_1", ["0.9", "--reinit-layers", "1"]), ("0.8", ["0.8"]),
+                           ("0.9_lr_1.5e-4", ["0.9", "--learning-rate", "1.5e-4"]))},
     "char_slots_0": (["--char-slots", "0"], "ner"),  # the default before it was chosen (quality_select_ner.json)
     "char_slots_2": (["--char-slots", "2"], "ner"),
     "char_slots_4": (["--char-slots", "4"], "ner"),
