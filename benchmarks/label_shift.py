@@ -62,19 +62,15 @@ def resample(gold: np.ndarray, label: int, share: float, rng) -> np.ndarray:
 def scores(task, probs: np.ndarray, gold: np.ndarray, prior: np.ndarray, calibration: dict | None) -> tuple[dict, float]:
     """({kind: score} under the task's primary metric, the adapted share of the calibrated label) for ``probs``
     (the task's outputs); no ``adapted`` (and share None) without a ``calibration``."""
-    from kluekit.labelshift import adapt_prior, adapt_share, calibrated, class_shares
+    from kluekit.labelshift import adapt_mean, adapt_prior, class_shares, reweight
 
     posteriors = task.posteriors(probs)
-    weights = np.where(prior > 0, class_shares(gold, len(prior)) / np.where(prior > 0, prior, 1.0), 1.0)
-    oracle = posteriors * weights
     outputs = {"plain": probs, "full_em": adapt_prior(posteriors, prior)[0], "uncorrected": adapt_prior(probs, prior)[0],
-               "oracle": oracle / np.maximum(oracle.sum(axis=1, keepdims=True), 1e-300)}
+               "oracle": reweight(posteriors, prior, class_shares(gold, len(prior)))}
     share = None
     if calibration is not None:
-        label = calibration["label"]
-        outputs["adapted"], shares, _ = adapt_share(posteriors, prior, label, calibrated(posteriors, calibration),
-                                                    calibration["share"])
-        share = float(shares[label])
+        outputs["adapted"], shares, _ = adapt_mean([posteriors], [prior], [calibration], [1.0])
+        share = float(shares[calibration["label"]])
     return {kind: task.metrics(values, gold)[task.primary_metric] for kind, values in outputs.items()}, share
 
 
@@ -181,7 +177,7 @@ def select_figures(items: list[tuple], shares: list[float], draws: int, dataset:
 
 def test_figures(items: list[tuple], name: str) -> dict:
     """Each run on the test file, and their ensemble (the mean outputs; adapted as ``kluekit ensemble``)."""
-    from kluekit.labelshift import adapt_share, calibrated
+    from kluekit.labelshift import adapt_mean
 
     cell: dict[str, list] = {k: [] for k in KINDS}
     for run, task, probs, gold, prior, calibration in items:
@@ -201,10 +197,8 @@ def test_figures(items: list[tuple], name: str) -> dict:
     figures[f"{name}_ensemble{size}_plain"] = round(task.metrics(np.mean([i[2] for i in items], axis=0), gold)[metric], 2)
     figures[f"{name}_true_share"] = round(float((gold == label).mean()), 3)
     if all(item[5] is not None for item in items):
-        posteriors = [item[1].posteriors(item[2]) for item in items]
-        chance = np.mean([calibrated(p, item[5]) for p, item in zip(posteriors, items)], axis=0)
-        adapted, shares, _ = adapt_share(np.mean(posteriors, axis=0), np.mean([i[4] for i in items], axis=0), label,
-                                         chance, float(np.mean([item[5]["share"] for item in items])))
+        adapted, shares, _ = adapt_mean([item[1].posteriors(item[2]) for item in items], [item[4] for item in items],
+                                        [item[5] for item in items], np.ones(size))
         figures[f"{name}_ensemble{size}_adapted"] = round(task.metrics(adapted, gold)[metric], 2)
         figures[f"{name}_ensemble_estimated_share"] = round(float(shares[label]), 3)
     print(f"{name}: ensemble of {size} plain {figures[f'{name}_ensemble{size}_plain']:.2f}, adapted "

@@ -7,8 +7,8 @@ to new a priori probabilities") estimates the new shares from the unlabelled pre
 every probability by new share / training share. Its fixed point is the maximum-likelihood estimate of the
 shares under that model (tests check it against scipy's optimiser). It uses no labels of the set it adapts to.
 
-EM over every label's share needs probabilities that estimate p(label | text) under the training shares. Cross-entropy's minimiser is that
-posterior; a loss with another minimiser is inverted first (``Task.posteriors``): focal loss by the map of
+EM over every label's share needs probabilities that estimate p(label | text) under the training shares.
+Cross-entropy's minimiser is that posterior; a loss with another minimiser is inverted first (``Task.posteriors``): focal loss by the map of
 Charoenphakdee et al. (2021, "On Focal Loss for Class-Posterior Probability Estimation"), class-weighted
 cross-entropy by dividing out the weights, label smoothing by undoing its mixing with the uniform distribution.
 
@@ -69,10 +69,18 @@ def unsmoothed_posteriors(probs: np.ndarray, smoothing: float) -> np.ndarray:
     return p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
 
 
+def reweight(posteriors: np.ndarray, prior: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """``posteriors`` under the class shares ``prior`` moved to ``shares`` (Bayes' rule: each class times
+    share / prior, rows normalised); a class with no training share keeps its weight (1)."""
+    seen = prior > 0
+    adjusted = posteriors * np.where(seen, shares / np.where(seen, prior, 1.0), 1.0)
+    return adjusted / np.maximum(adjusted.sum(axis=1, keepdims=True), 1e-300)
+
+
 def adapt_prior(probs: np.ndarray, prior, max_iter: int = 1000, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, int]:
     """(the re-weighted probabilities, the estimated shares (their mean), the EM steps taken) for (n, C) class
-    posteriors ``probs`` (``Task.posteriors`` of the outputs) from a model trained with class shares ``prior``. Each step re-weights ``probs`` by
-    the last estimate / ``prior`` and takes the mean as the next estimate, until it moves less than ``tol``. A
+    posteriors ``probs`` (``Task.posteriors`` of the outputs) from a model trained with class shares ``prior``.
+    Each step re-weights ``probs`` by the last estimate / ``prior`` and takes the mean as the next estimate, until it moves less than ``tol``. A
     class with no training share keeps its weight (1) and is given share 0."""
     probs = np.asarray(probs, dtype=np.float64)
     prior = np.asarray(prior, dtype=np.float64)
@@ -81,9 +89,7 @@ def adapt_prior(probs: np.ndarray, prior, max_iter: int = 1000, tol: float = 1e-
     seen = prior > 0
     estimate, moved = prior.copy(), np.inf
     for step in range(1, max_iter + 1):
-        weights = np.where(seen, estimate / np.where(seen, prior, 1.0), 1.0)
-        adjusted = probs * weights
-        adjusted /= adjusted.sum(axis=1, keepdims=True)
+        adjusted = reweight(probs, prior, estimate)
         estimate, last = np.where(seen, adjusted.mean(axis=0), 0.0), estimate
         moved = np.abs(estimate - last).max()
         if moved < tol:
@@ -136,10 +142,24 @@ def adapt_share(posteriors: np.ndarray, prior, label: int, chance: np.ndarray, b
         if moved < tol:
             break
     else:
-        step = max_iter
         log.warning("--adapt-prior: the label share still moved by %.2g after %d EM steps; kept the last", moved,
                     max_iter)
     shares = prior * (1 - share) / max(1 - prior[label], EPS)
     shares[label] = share
-    adjusted = posteriors * np.where(prior > 0, shares / np.where(prior > 0, prior, 1.0), 1.0)
-    return adjusted / adjusted.sum(axis=1, keepdims=True), shares, step
+    return reweight(posteriors, prior, shares), shares, step
+
+
+def adapt_mean(posteriors: list, priors: list, calibrations: list, weights) -> tuple[np.ndarray, np.ndarray, int]:
+    """``adapt_share`` for an ensemble: the runs' posteriors, calibrated probabilities, training shares and
+    calibration shares, each averaged with ``weights`` (as their predictions are), adapted once."""
+    labels = {calibration["label"] for calibration in calibrations}
+    if len(labels) > 1:
+        raise KluekitError("--adapt-prior: the runs calibrated different labels (trained on other label mixes)")
+    weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+
+    def mean(values):
+        return sum(w * np.asarray(v, dtype=np.float64) for w, v in zip(weights, values))
+
+    chance = mean([calibrated(p, c) for p, c in zip(posteriors, calibrations)])
+    return adapt_share(mean(posteriors), mean(priors), labels.pop(), chance,
+                       float(mean([c["share"] for c in calibrations])))

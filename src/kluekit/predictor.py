@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import KluekitError
 from .inference import default_batch_size, predict_raw, resolve_device, resolve_precision
-from .labelshift import adapt_share, calibrated
+from .labelshift import adapt_mean
 from .onnxrun import check_runtime
 from .rundir import RunDir
 
@@ -79,9 +79,8 @@ class Predictor:
                  len(examples) / max(seconds, 1e-9), device, precision if self.runtime == "torch" else self.runtime)
         preds = self.task.outputs(raw, features)
         if self.adapt_prior:  # the whole input at once: its label shares are estimated from all its rows
-            posteriors = self.task.posteriors(preds)
-            preds, self.estimated_shares = adapt_to(self.task, posteriors, self.task.train_prior,
-                                                    calibrated(posteriors, self.task.calibration), self.task.calibration)
+            preds, self.estimated_shares = adapt_to(self.task, adapt_mean(
+                [self.task.posteriors(preds)], [self.task.train_prior], [self.task.calibration], [1.0]))
         return preds
 
 
@@ -98,36 +97,27 @@ def check_prior(task, run_dir) -> None:
                            "--adapt-prior")
 
 
-def adapt_to(task, posteriors: np.ndarray, prior: np.ndarray, chance: np.ndarray, calibration: dict) -> tuple[np.ndarray, dict]:
-    """``posteriors`` (``task.posteriors`` of the outputs) re-weighted to the share of ``calibration``'s label
-    that EM estimates from ``chance`` (its calibrated probability), and the shares by label."""
-    label = calibration["label"]
-    adapted, shares, steps = adapt_share(posteriors, prior, label, chance, calibration["share"])
+def adapt_to(task, adapted: tuple) -> tuple[np.ndarray, dict]:
+    """``labelshift.adapt_mean``'s (posteriors, shares, EM steps) logged: the posteriors and the shares by label."""
+    posteriors, shares, steps = adapted
+    label = task.calibration["label"]  # the same for every run of an ensemble (adapt_mean checks)
     log.info("--adapt-prior: the share of %s estimated in %d EM steps: %.3f in training, %.3f here", task.labels[label],
-             steps, prior[label], shares[label])
-    return adapted, {name: round(float(share), 6) for name, share in zip(task.labels, shares)}
+             steps, task.train_prior[label], shares[label])
+    return posteriors, {name: round(float(share), 6) for name, share in zip(task.labels, shares)}
 
 
 def adapted_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, dict, list[dict]]:
-    """``soft_vote`` for ``--adapt-prior``: (the runs' mean posteriors adapted once, from their mean calibrated
-    probabilities, training shares and calibration shares, all weighted as their predictions; the estimated shares;
-    each run's metrics, unadapted, where ``gold`` is given)."""
-    labels = {run.task.calibration["label"] for run in runs}
-    if len(labels) > 1:
-        raise KluekitError("--adapt-prior: the runs calibrated different labels (trained on other label mixes)")
-    posteriors = chance = prior = 0.0
-    base, members = 0.0, []
-    for weight, run, rows in zip(weights, runs, readings):
+    """``soft_vote`` for ``--adapt-prior``: (the runs' posteriors adapted once by ``labelshift.adapt_mean``; the
+    estimated shares; each run's metrics, unadapted, where ``gold`` is given)."""
+    posteriors, members = [], []
+    for run, rows in zip(runs, readings):
         preds = run.predict(rows)
-        own = run.task.posteriors(preds)
-        posteriors, chance = posteriors + weight * own, chance + weight * calibrated(own, run.task.calibration)
-        prior, base = prior + weight * run.task.train_prior, base + weight * run.task.calibration["share"]
+        posteriors.append(run.task.posteriors(preds))
         if gold is not None:
             members.append(run.task.metrics(preds, gold))
-    total = weights.sum()
-    calibration = {"label": labels.pop(), "share": base / total}
-    adapted, shares = adapt_to(runs[0].task, posteriors / total, prior / total, chance / total, calibration)
-    return adapted, shares, members
+    adapted = adapt_mean(posteriors, [run.task.train_prior for run in runs], [run.task.calibration for run in runs],
+                         weights)
+    return (*adapt_to(runs[0].task, adapted), members)
 
 
 def soft_vote(runs: list[Predictor], readings: list, weights: np.ndarray, gold=None) -> tuple[np.ndarray, list[dict]]:
